@@ -1,0 +1,53 @@
+# Exception types of dtls-lite, split by who is at fault (caller, peer, network).
+# Records that fail to decrypt or are replays are never raised: they are dropped and counted.
+
+
+class DTLSError(Exception):
+    """Base of every dtls-lite error."""
+
+
+class UsageError(ValueError):
+    """The caller misused the API (wrong argument, wrong state).
+
+    A ValueError, not a DTLSError: MicroPython cannot derive from two exception types.
+    """
+
+
+class HandshakeTimeout(DTLSError):
+    """The peer did not answer a flight within the retransmission limit."""
+
+
+class ProtocolError(DTLSError):
+    """The peer violated the protocol; we sent (or would send) the fatal alert `alert`."""
+
+    def __init__(self, alert, message):
+        super().__init__(message)
+        self.alert = alert
+
+
+class AlertReceived(DTLSError):
+    """The peer sent a fatal alert (`level`, `description`, `name`)."""
+
+    def __init__(self, level, description, message=None):
+        self.level = level
+        self.description = description
+        self.name = alert_name(description)
+        super().__init__(message or "peer sent fatal alert %s (%d)" % (self.name, description))
+
+
+class ConnectionClosed(DTLSError):
+    """The connection is closed (close_notify or a fatal error); no more data can be sent."""
+
+
+_ALERT_NAMES = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
+    22: "record_overflow", 40: "handshake_failure", 42: "bad_certificate",
+    47: "illegal_parameter", 50: "decode_error", 51: "decrypt_error",
+    70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
+    86: "inappropriate_fallback", 90: "user_canceled", 100: "no_renegotiation",
+    110: "unsupported_extension", 115: "unknown_psk_identity",
+}
+
+
+def alert_name(description):
+    return _ALERT_NAMES.get(description, "alert_%d" % description)

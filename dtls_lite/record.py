@@ -1,0 +1,197 @@
+# DTLS 1.2 record layer: cipher suites, per-epoch read/write state, protect/unprotect,
+# anti-replay window. Plain data a caller can persist; never does I/O, never raises on a bad
+# record (unprotect returns None and the caller counts the drop).
+import struct
+
+from dtls_lite import crypto
+from dtls_lite.compat import const
+
+CT_CHANGE_CIPHER_SPEC = const(20)
+CT_ALERT = const(21)
+CT_HANDSHAKE = const(22)
+CT_APPLICATION_DATA = const(23)
+
+HEADER_LEN = const(13)  # type, version, epoch, sequence_number(48), length (RFC 6347 4.1)
+_MAX_SEQ = const(0xFFFFFFFFFFFF)
+_WINDOW = const(64)  # RFC 6347 4.1.2.6 minimum window size
+_WINDOW_MASK = const(0xFFFFFFFFFFFFFFFF)
+_DTLS12_HI = const(0xFE)
+_DTLS12_LO = const(0xFD)
+
+SUITE_PSK_AES_128_CCM_8 = const(0xC0A8)  # RFC 6655, mandatory in RFC 7925
+SUITE_PSK_AES_128_CCM = const(0xC0A4)  # RFC 6655
+SUITE_PSK_AES_128_GCM_SHA256 = const(0x00A8)  # RFC 5487
+SUITE_PSK_AES_128_CBC_SHA256 = const(0x00AE)  # RFC 5487
+
+# suite -> (name, tag/MAC length, fixed IV length, MAC key length); AES-128 keys throughout.
+SUITES = {
+    SUITE_PSK_AES_128_CCM_8: ("TLS_PSK_WITH_AES_128_CCM_8", 8, 4, 0),
+    SUITE_PSK_AES_128_CCM: ("TLS_PSK_WITH_AES_128_CCM", 16, 4, 0),
+    SUITE_PSK_AES_128_GCM_SHA256: ("TLS_PSK_WITH_AES_128_GCM_SHA256", 16, 4, 0),
+    SUITE_PSK_AES_128_CBC_SHA256: ("TLS_PSK_WITH_AES_128_CBC_SHA256", 32, 0, 32),
+}
+
+
+def supported_suites():
+    """The suites the running crypto backend can do, most preferred first."""
+    out = [SUITE_PSK_AES_128_CCM_8, SUITE_PSK_AES_128_CCM]
+    if crypto.HAS_GCM:
+        out.append(SUITE_PSK_AES_128_GCM_SHA256)
+    out.append(SUITE_PSK_AES_128_CBC_SHA256)
+    return out
+
+
+def suite_name(suite):
+    return SUITES[suite][0] if suite in SUITES else "0x%04X" % suite
+
+
+def key_block_layout(suite):
+    """(mac_key_len, enc_key_len, fixed_iv_len): RFC 5246 6.3 key_block split."""
+    info = SUITES[suite]
+    return info[3], 16, info[2]
+
+
+class RecordCipher:
+    """One direction of one epoch's protection (RFC 5246 6.2.3, RFC 6655, RFC 7366)."""
+
+    def __init__(self, suite, enc_key, fixed_iv, mac_key, etm, rng):
+        self.suite = suite
+        self.enc_key = enc_key
+        self.fixed_iv = fixed_iv
+        self.mac_key = mac_key
+        self.etm = etm
+        self._rng = rng
+        info = SUITES[suite]
+        self._tag_len = info[1]
+        if suite == SUITE_PSK_AES_128_CBC_SHA256:
+            self._aead = None
+        elif suite == SUITE_PSK_AES_128_GCM_SHA256:
+            self._aead = crypto.AesGcm(enc_key)
+        else:
+            self._aead = crypto.AesCcm(enc_key, info[1])
+
+    def overhead(self):
+        """Largest number of bytes protection adds to a plaintext."""
+        if self._aead is not None:
+            return 8 + self._tag_len
+        return 16 + 16 + self._tag_len  # explicit IV, up to a block of padding, MAC
+
+    def seal(self, ctype, seq_num, plaintext):
+        """seq_num: the 8-byte epoch||sequence_number. Returns the record fragment."""
+        if self._aead is not None:
+            # nonce = fixed IV || explicit nonce; we use epoch||seq as the explicit part, which
+            # is unique per key as long as (epoch, seq) never repeats (RFC 6655 3, RFC 5288 3).
+            ad = seq_num + struct.pack(">BBBH", ctype, _DTLS12_HI, _DTLS12_LO, len(plaintext))
+            return seq_num + self._aead.seal(self.fixed_iv + seq_num, ad, plaintext)
+        iv = self._rng(16)
+        pad = 15 - (len(plaintext) + (0 if self.etm else 32)) % 16
+        if self.etm:  # RFC 7366 3: MAC over the IV and ciphertext
+            body = iv + crypto.aes_cbc_encrypt(self.enc_key, iv, plaintext + bytes([pad]) * (pad + 1))
+            mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, len(body)) + body)
+            return body + mac
+        mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, len(plaintext)) + plaintext)
+        return iv + crypto.aes_cbc_encrypt(self.enc_key, iv, plaintext + mac + bytes([pad]) * (pad + 1))
+
+    def open(self, ctype, seq_num, fragment):
+        """Plaintext, or None when the fragment does not authenticate."""
+        if self._aead is not None:
+            n = len(fragment) - 8 - self._tag_len
+            if n < 0:
+                return None
+            ad = seq_num + struct.pack(">BBBH", ctype, _DTLS12_HI, _DTLS12_LO, n)
+            return self._aead.open(self.fixed_iv + fragment[:8], ad, fragment[8:])
+        if self.etm:
+            n = len(fragment) - 32
+            if n < 32 or n % 16:
+                return None
+            mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, n) + fragment[:n])
+            if not crypto.ct_equal(mac, fragment[n:]):
+                return None
+            plain = crypto.aes_cbc_decrypt(self.enc_key, fragment[:16], fragment[16:n])
+            pad = plain[-1]
+            if pad + 1 > len(plain) or plain[-pad - 1:] != bytes([pad]) * (pad + 1):
+                return None
+            return plain[:-pad - 1]
+        if len(fragment) < 64 or len(fragment) % 16:
+            return None
+        plain = crypto.aes_cbc_decrypt(self.enc_key, fragment[:16], fragment[16:])
+        pad = plain[-1]
+        # Check padding and MAC both before deciding, so the two failures look alike
+        # (RFC 5246 6.2.3.2); DTLS drops bad records silently, which blunts timing further.
+        good = pad + 33 <= len(plain) and plain[-pad - 1:] == bytes([pad]) * (pad + 1)
+        n = len(plain) - pad - 33 if good else len(plain) - 32
+        mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, n) + plain[:n])
+        if crypto.ct_equal(mac, plain[n:n + 32]) and good:
+            return plain[:n]
+        return None
+
+    @staticmethod
+    def _mac_header(seq_num, ctype, length):
+        return seq_num + struct.pack(">BBBH", ctype, _DTLS12_HI, _DTLS12_LO, length)
+
+
+class WriteState:
+    """Outgoing epoch: cipher (None in epoch 0) and the next sequence number to use."""
+
+    def __init__(self, epoch, cipher=None, seq=0):
+        self.epoch = epoch
+        self.cipher = cipher
+        self.seq = seq
+
+    def protect(self, ctype, payload):
+        """One whole record. Never reuses or wraps a sequence number (RFC 6347 4.1)."""
+        seq = self.seq
+        if seq >= _MAX_SEQ:
+            raise OverflowError("sequence numbers of epoch %d exhausted" % self.epoch)
+        self.seq = seq + 1
+        seq_num = struct.pack(">HHI", self.epoch, seq >> 32, seq & 0xFFFFFFFF)
+        if self.cipher is not None:
+            payload = self.cipher.seal(ctype, seq_num, payload)
+        return struct.pack(">BBB", ctype, _DTLS12_HI, _DTLS12_LO) + seq_num + struct.pack(">H", len(payload)) + payload
+
+    def overhead(self):
+        return HEADER_LEN + (self.cipher.overhead() if self.cipher is not None else 0)
+
+
+class ReadState:
+    """Incoming epoch: cipher and the 64-record replay window (RFC 6347 4.1.2.6)."""
+
+    def __init__(self, epoch, cipher=None):
+        self.epoch = epoch
+        self.cipher = cipher
+        self.max_seq = -1  # highest authenticated sequence number
+        self.window = 0  # bit i set: max_seq - i was received
+
+    def is_replay(self, seq):
+        if seq > self.max_seq:
+            return False
+        diff = self.max_seq - seq
+        return diff >= _WINDOW or (self.window >> diff) & 1 == 1
+
+    def mark(self, seq):
+        """Record seq as received; call only after the record authenticated."""
+        if seq > self.max_seq:
+            shift = seq - self.max_seq
+            self.window = ((self.window << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
+            self.max_seq = seq
+        else:
+            self.window |= 1 << (self.max_seq - seq)
+
+    def unprotect(self, ctype, seq_num, seq, fragment):
+        """Plaintext of an authentic, fresh record, else None (caller counts the drop)."""
+        if self.cipher is None:
+            return fragment  # epoch 0: nothing to check; handshake layer drops duplicates
+        if self.is_replay(seq):
+            return None
+        plain = self.cipher.open(ctype, seq_num, fragment)
+        if plain is not None:
+            self.mark(seq)
+        return plain
+
+
+def parse_header(data, off):
+    """(ctype, version, epoch, seq, seq_num bytes, length) of the record at off, or None."""
+    if len(data) - off < HEADER_LEN:
+        return None
+    ctype, major, minor, epoch, seq_hi, seq_lo, length = struct.unpack_from(">BBBHHIH", data, off)
+    return ctype, (major << 8) | minor, epoch, (seq_hi << 32) | seq_lo, data[off + 3:off + 11], length
