@@ -228,6 +228,7 @@ class Connection:
             return
         if self.state == ST_CONNECTED:
             self._send_alert(_LEVEL_WARNING, hs.ALERT_CLOSE_NOTIFY)
+            self._flush()
         self._closed(None)
 
     def next_event(self):
@@ -297,7 +298,7 @@ class Connection:
             # RFC 5246 7.2.1: answer with our own close_notify and close.
             if self.state == ST_CONNECTED:
                 self._send_alert(_LEVEL_WARNING, hs.ALERT_CLOSE_NOTIFY)
-                self._closed(None)
+                self._closed(None)  # receive() flushes
             else:
                 self._closed(AlertReceived(level, desc, "server closed the connection during the handshake"))
         elif level == _LEVEL_FATAL:
@@ -452,8 +453,8 @@ class Connection:
         premaster = hs.psk_premaster(self._psk)
         session_hash = crypto.sha256(b"".join(h.transcript)) if sh.ems else None
         h.master = hs.master_secret(premaster, session_hash, h.client_random, sh.server_random)
-        write1, h.pending_read = self._derive_epoch(1, sh.suite, sh.etm, h.master,
-                                                    h.client_random, sh.server_random)
+        kb = hs.key_block(h.master, h.client_random, sh.server_random, rl.key_block_len(sh.suite))
+        write1, h.pending_read = rl.epoch_states(1, sh.suite, sh.etm, kb, self._rng)
         verify = hs.finished_verify_data(h.master, b"client finished", b"".join(h.transcript))
         fin = hs.whole_message(hs.HT_FINISHED, h.send_seq, verify)
         h.send_seq += 1
@@ -463,18 +464,6 @@ class Connection:
         self.state = ST_WAIT_FINISHED
         self._start_flight([(epoch0, rl.CT_HANDSHAKE, cke), (epoch0, rl.CT_CHANGE_CIPHER_SPEC, b"\x01"),
                             (write1, rl.CT_HANDSHAKE, fin)], now_ms)
-
-    def _derive_epoch(self, epoch, suite, etm, master, client_random, server_random):
-        mac_len, key_len, iv_len = rl.key_block_layout(suite)
-        kb = hs.key_block(master, client_random, server_random, 2 * (mac_len + key_len + iv_len))
-        # RFC 5246 6.3: client MAC, server MAC, client key, server key, client IV, server IV
-        p = 2 * mac_len
-        ck, sk = kb[p:p + key_len], kb[p + key_len:p + 2 * key_len]
-        p += 2 * key_len
-        civ, siv = kb[p:p + iv_len], kb[p + iv_len:p + 2 * iv_len]
-        w = rl.RecordCipher(suite, ck, civ, kb[:mac_len], etm, self._rng)
-        r = rl.RecordCipher(suite, sk, siv, kb[mac_len:2 * mac_len], etm, self._rng)
-        return rl.WriteState(epoch, w), rl.ReadState(epoch, r)
 
     def _on_finished(self, body, now_ms):
         h = self._hs

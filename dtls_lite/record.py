@@ -45,10 +45,23 @@ def suite_name(suite):
     return SUITES[suite][0] if suite in SUITES else "0x%04X" % suite
 
 
-def key_block_layout(suite):
-    """(mac_key_len, enc_key_len, fixed_iv_len): RFC 5246 6.3 key_block split."""
+def key_block_len(suite):
     info = SUITES[suite]
-    return info[3], 16, info[2]
+    return 2 * (info[3] + 16 + info[2])
+
+
+def epoch_states(epoch, suite, etm, key_block, rng, client=True):
+    """(WriteState, ReadState) of one epoch from its key_block (RFC 5246 6.3 order: client
+    MAC key, server MAC key, client key, server key, client IV, server IV)."""
+    info = SUITES[suite]
+    m, iv = info[3], info[2]
+    p = 2 * m
+    c = RecordCipher(suite, key_block[p:p + 16], key_block[p + 32:p + 32 + iv], key_block[:m], etm, rng)
+    s = RecordCipher(suite, key_block[p + 16:p + 32], key_block[p + 32 + iv:p + 32 + 2 * iv],
+                     key_block[m:p], etm, rng)
+    if client:
+        return WriteState(epoch, c), ReadState(epoch, s)
+    return WriteState(epoch, s), ReadState(epoch, c)
 
 
 class RecordCipher:
