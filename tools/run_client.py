@@ -1,0 +1,92 @@
+# One DTLS client run, on MicroPython or CPython, reporting one JSON line on stdout.
+# Used by the interop tests, the demo and the benchmark, so all three drive the client alike.
+#
+#   micropython tools/run_client.py HOST PORT IDENTITY PSK_HEX [options]
+#   options: --suite HEX (repeatable)  --send TEXT (repeatable; each waits for one reply)
+#            --bind HOST:PORT  --mtu N  --timeout-ms N  --retransmits N  --reply-ms N
+#            --handshakes N (fresh connections, for timing)  --no-close
+import json
+import sys
+
+_here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+sys.path.insert(0, _here.rsplit("/", 1)[0] if "/" in _here else (".." if _here == "." else "."))
+
+from dtls_lite.client import DTLSClient, _Clock  # noqa: E402
+from dtls_lite.connection import ST_CLOSED  # noqa: E402
+from dtls_lite.record import suite_name  # noqa: E402
+
+
+def parse(argv):
+    if len(argv) < 4:
+        raise SystemExit("usage: run_client.py HOST PORT IDENTITY PSK_HEX [options]")
+    o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
+         "suites": [], "send": [], "bind": None, "options": {}, "reply_ms": 3000, "handshakes": 1,
+         "close": True}
+    i = 4
+    while i < len(argv):
+        a = argv[i]
+        v = argv[i + 1] if i + 1 < len(argv) else None
+        i += 2
+        if a == "--suite":
+            o["suites"].append(int(v, 16))
+        elif a == "--send":
+            o["send"].append(v.encode())
+        elif a == "--bind":
+            h, p = v.rsplit(":", 1)
+            o["bind"] = (h.strip("[]"), int(p))
+        elif a == "--mtu":
+            o["options"]["mtu"] = int(v)
+        elif a == "--timeout-ms":
+            o["options"]["initial_timeout_ms"] = int(v)
+        elif a == "--retransmits":
+            o["options"]["max_retransmits"] = int(v)
+        elif a == "--reply-ms":
+            o["reply_ms"] = int(v)
+        elif a == "--handshakes":
+            o["handshakes"] = int(v)
+        elif a == "--no-close":
+            o["close"] = False
+            i -= 1
+        else:
+            raise SystemExit("unknown option " + a)
+    if o["suites"]:
+        o["options"]["suites"] = o["suites"]
+    return o
+
+
+def run(o):
+    result = {"runtime": sys.implementation.name, "received": [], "handshake_ms": []}
+    clock = _Clock()
+    c = None
+    try:
+        for _ in range(o["handshakes"]):
+            t0 = clock.now()
+            c = DTLSClient(o["host"], o["port"], o["identity"], o["psk"], bind=o["bind"], connect=False,
+                           **o["options"])
+            c.connect()
+            result["handshake_ms"].append(clock.now() - t0)
+            if len(result["handshake_ms"]) < o["handshakes"]:
+                c.close()
+        result["suite"] = suite_name(c.conn.suite)
+        for msg in o["send"]:
+            c.send(msg)
+            reply = c.recv(o["reply_ms"])
+            result["received"].append(None if reply is None else reply.decode())
+        if o["close"]:
+            c.close()
+        result["ok"] = True
+    except Exception as e:  # reported, not raised: the caller checks the error type and text
+        result["ok"] = False
+        result["error"] = type(e).__name__
+        result["message"] = str(e)
+        alert = getattr(e, "description", None)
+        if alert is not None:
+            result["alert"] = alert
+    if c is not None:
+        result["stats"] = c.stats.as_dict()
+        result["closed_cleanly"] = c.conn.state == ST_CLOSED and c.conn.error is None
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(parse(sys.argv[1:]))))
