@@ -5,6 +5,7 @@
 #   options: --suite HEX (repeatable)  --send TEXT (repeatable; each waits for one reply)
 #            --bind HOST:PORT  --mtu N  --timeout-ms N  --retransmits N  --reply-ms N
 #            --handshakes N (fresh connections, for timing)  --no-close
+#            --expect-close (after the exchanges, wait for the server's close_notify)
 import json
 import sys
 
@@ -21,7 +22,7 @@ def parse(argv):
         raise SystemExit("usage: run_client.py HOST PORT IDENTITY PSK_HEX [options]")
     o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
          "suites": [], "send": [], "bind": None, "options": {}, "reply_ms": 3000, "handshakes": 1,
-         "close": True}
+         "close": True, "expect_close": False}
     i = 4
     while i < len(argv):
         a = argv[i]
@@ -46,6 +47,9 @@ def parse(argv):
             o["handshakes"] = int(v)
         elif a == "--no-close":
             o["close"] = False
+            i -= 1
+        elif a == "--expect-close":
+            o["expect_close"] = True
             i -= 1
         else:
             raise SystemExit("unknown option " + a)
@@ -72,6 +76,8 @@ def run(o):
             c.send(msg)
             reply = c.recv(o["reply_ms"])
             result["received"].append(None if reply is None else reply.decode())
+        if o["expect_close"]:
+            result["peer_closed"] = c.recv(o["reply_ms"]) == b""
         if o["close"]:
             c.close()
         result["ok"] = True
