@@ -1,0 +1,50 @@
+# dtls-lite developer entry points. On a fresh Debian/Ubuntu machine:
+#   make demo    # venv + real DTLS peers, then a demo handshake
+#   make test    # venv + real DTLS peers, then the whole test suite (CPython and MicroPython)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dtls-lite-installed
+SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && echo sudo)
+
+.PHONY: venv peers test demo bench footprint clean distclean
+
+venv: $(STAMP)
+
+# Re-run pip only when pyproject.toml changes (or the venv is new).
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+		echo "python3-venv missing: installing it"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+	fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+peers:
+	bash tools/install_peers.sh
+
+# pytest's exit status is the result; "no tests collected" (5) is a failure too.
+test: venv peers
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+demo: venv peers
+	$(PY) tools/demo.py
+
+bench: venv
+	$(PY) tools/bench.py
+
+footprint: venv
+	$(PY) tools/footprint.py
+
+# Build and test leftovers; keeps .venv and the built peers (.peers), see distclean.
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench-*.json
+	find . -path ./$(VENV) -prune -o -path ./.peers -prune -o \
+		\( -name __pycache__ -o -name '*.mpy' \) -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV) .peers

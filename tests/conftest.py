@@ -1,0 +1,71 @@
+"""pytest setup: import paths and the real-DTLS-server fixtures (see tests/peers.py).
+
+Fixtures `openssl_server`, `gnutls_server`, `mbedtls_server` start a fresh server for each test
+(the servers serve one association at a time and get stuck on a client that vanishes without
+close_notify) and yield a `peers.Server` (.host, .port, .name, .psk_hex, .identity, .output()).
+Pass keyword arguments with indirect parametrization:
+
+    @pytest.mark.parametrize("gnutls_server", [{"cookie": False}], indirect=True)
+    def test_no_cookie(gnutls_server): ...
+
+or use the context managers directly: `with peers.mbedtls_server(cid=False) as srv: ...`.
+A missing server binary FAILS the test (message names `make peers`); it never skips.
+"""
+import os
+import sys
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+for _p in (ROOT, os.path.join(TESTS, "portable"), TESTS):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import peers  # noqa: E402
+
+
+def _server_fixture(request, factory, kwargs=None):
+    if kwargs is None:
+        kwargs = dict(getattr(request, "param", None) or {})
+    try:
+        cm = factory(**kwargs)
+        srv = cm.__enter__()
+    except peers.PeerUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield srv
+    finally:
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def openssl_server(request):
+    """OpenSSL s_server, echo (see peers.openssl_server for kwargs and behaviour)."""
+    yield from _server_fixture(request, peers.openssl_server)
+
+
+@pytest.fixture
+def gnutls_server(request):
+    """gnutls-serv --echo (see peers.gnutls_server for kwargs and behaviour)."""
+    yield from _server_fixture(request, peers.gnutls_server)
+
+
+@pytest.fixture
+def mbedtls_server(request):
+    """Mbed TLS ssl_server2, fixed HTTP-like answer (see peers.mbedtls_server)."""
+    yield from _server_fixture(request, peers.mbedtls_server)
+
+
+@pytest.fixture(params=sorted(peers.SERVERS))
+def dtls_server(request):
+    """Each of the three real servers in turn, with default settings."""
+    yield from _server_fixture(request, peers.SERVERS[request.param], {})
+
+
+def pytest_collection_modifyitems(config, items):
+    # Everything that uses a real server is an interop test (`-m "not interop"` to skip them).
+    names = {"openssl_server", "gnutls_server", "mbedtls_server", "dtls_server"}
+    for item in items:
+        if names.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.interop)

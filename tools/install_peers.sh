@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Install the real DTLS servers the tests talk to, on Debian 12 (bookworm) or similar.
+#
+#   - OpenSSL 3 (`openssl s_server`/`s_client`) and GnuTLS (`gnutls-serv`/`gnutls-cli`) from apt;
+#   - Mbed TLS 3.6 `ssl_server2`/`ssl_client2` (with DTLS Connection ID, RFC 9146), built from
+#     Debian 13 (trixie)'s source package, because Debian 12 only ships Mbed TLS 2.28.
+#
+# Idempotent: installs only missing packages, and skips the Mbed TLS build when
+# .peers/mbedtls/bin/ssl_server2 already exists and runs. Binaries end up in .peers/bin/.
+# The Debian mirror is read from this machine's own apt configuration, never hard-coded.
+# Usage: tools/install_peers.sh   (as root, or as a user with sudo)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEERS="$ROOT/.peers"
+MBED="$PEERS/mbedtls"
+MBED_SUITE="${MBED_SUITE:-trixie}"   # Debian release whose mbedtls source package we build
+export DEBIAN_FRONTEND=noninteractive
+
+die() { echo "install_peers: ERROR: $*" >&2; exit 1; }
+log() { echo "install_peers: $*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
+        die "not root and no sudo: run as root"; fi
+fi
+
+command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script supports Debian/Ubuntu only"
+
+# ---- 1. apt packages ------------------------------------------------------------------------
+PKGS=(openssl gnutls-bin cmake gcc make libc6-dev dpkg-dev xz-utils python3 ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing apt packages: ${missing[*]}"
+    "${SUDO[@]}" apt-get update -q || die "apt-get update failed"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+else
+    log "apt packages already installed: ${PKGS[*]}"
+fi
+for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source; do
+    command -v "$c" >/dev/null 2>&1 || die "'$c' still missing after apt-get install"
+done
+
+# ---- 2. Mbed TLS 3.6 from the trixie source package -----------------------------------------
+mbed_ok() {
+    # query_config exits 0 only if the binary runs and was built with DTLS Connection ID.
+    local b="$MBED/bin/ssl_server2"
+    [ -x "$b" ] && [ -x "$MBED/bin/ssl_client2" ] || return 1
+    "$b" query_config=MBEDTLS_SSL_DTLS_CONNECTION_ID >/dev/null 2>&1 || return 1
+    "$MBED/bin/ssl_client2" query_config=MBEDTLS_SSL_DTLS_CONNECTION_ID >/dev/null 2>&1 || return 1
+}
+
+link_bins() {
+    mkdir -p "$PEERS/bin"
+    ln -sf "../mbedtls/bin/ssl_server2" "$PEERS/bin/ssl_server2"
+    ln -sf "../mbedtls/bin/ssl_client2" "$PEERS/bin/ssl_client2"
+}
+
+# Print the URI of the machine's main Debian archive (the one carrying its own release suite).
+debian_mirror() {
+    local codename="" f uri
+    codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+    # deb822 files: pick a stanza whose Types has deb or deb-src, and whose Suites has the
+    # codename itself (not -security/-updates); print its first URI.
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        uri="$(awk -v cn="$codename" '
+            function flush() {
+                if (uris != "" && types ~ /deb/ && (cn == "" || (" " suites " ") ~ (" " cn " ")))
+                    { split(uris, u, " "); print u[1]; found = 1; exit }
+                types = ""; uris = ""; suites = ""
+            }
+            /^[[:space:]]*$/ { flush(); next }
+            /^[[:space:]]*#/ { next }
+            tolower($1) == "types:"  { $1 = ""; types = $0 }
+            tolower($1) == "uris:"   { $1 = ""; uris = $0 }
+            tolower($1) == "suites:" { $1 = ""; suites = $0 }
+            END { if (!found) flush() }' "$f")"
+        case "$uri" in */debian|*/debian/) echo "${uri%/}"; return 0 ;; esac
+    done
+    # One-line format: "deb [opts] URI suite components..."
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        uri="$(awk -v cn="$codename" '
+            $1 == "deb" || $1 == "deb-src" {
+                i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                if (cn == "" || $(i+1) == cn) { print $i; exit } }' "$f")"
+        case "$uri" in */debian|*/debian/) echo "${uri%/}"; return 0 ;; esac
+    done
+    return 1
+}
+
+build_mbedtls() {
+    local mirror tmp src apt_opts=() jobs
+    mirror="$(debian_mirror)" || die "could not find a Debian mirror (URIs ending in /debian) in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources"
+    log "fetching mbedtls source package from '$MBED_SUITE' via this machine's mirror"
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/dtls-lite-peers.XXXXXX")"
+    trap 'rm -rf "$tmp"' RETURN
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/src"
+    echo "deb-src $mirror $MBED_SUITE main" > "$tmp/sources.list"
+    apt_opts=(-q
+        -o Dir::Etc::SourceList="$tmp/sources.list"
+        -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::State::Lists="$tmp/lists"
+        -o Dir::Cache="$tmp/cache"
+        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
+    # As root apt drops privileges to _apt for downloads, which cannot write to our private dir.
+    [ "$(id -u)" -eq 0 ] && apt_opts+=(-o APT::Sandbox::User=root)
+    apt-get "${apt_opts[@]}" update >"$tmp/update.log" 2>&1 \
+        || { cat "$tmp/update.log" >&2; die "apt-get update of the private $MBED_SUITE source list failed"; }
+    (cd "$tmp/src" && apt-get "${apt_opts[@]}" source mbedtls) >"$tmp/source.log" 2>&1 \
+        || { cat "$tmp/source.log" >&2; die "apt-get source mbedtls ($MBED_SUITE) failed"; }
+    src="$(find "$tmp/src" -mindepth 1 -maxdepth 1 -type d -name 'mbedtls-*' | head -n1)"
+    [ -n "$src" ] && [ -f "$src/CMakeLists.txt" ] || die "unpacked mbedtls source not found in $tmp/src"
+    grep -q 'MBEDTLS_VERSION_STRING  *"3\.6' "$src/include/mbedtls/build_info.h" \
+        || die "$MBED_SUITE's mbedtls is not 3.6: $(grep -m1 MBEDTLS_VERSION_STRING "$src/include/mbedtls/build_info.h")"
+    log "building $(basename "$src")"
+
+    # RFC 9146 Connection ID is on by default in 3.6; make sure (and fail loudly if impossible).
+    if ! grep -q '^#define MBEDTLS_SSL_DTLS_CONNECTION_ID$' "$src/include/mbedtls/mbedtls_config.h"; then
+        log "enabling MBEDTLS_SSL_DTLS_CONNECTION_ID"
+        (cd "$src" && python3 scripts/config.py set MBEDTLS_SSL_DTLS_CONNECTION_ID) \
+            || die "could not enable MBEDTLS_SSL_DTLS_CONNECTION_ID"
+    fi
+
+    rm -rf "$MBED"
+    mkdir -p "$MBED/bin"
+    jobs="$(nproc 2>/dev/null || echo 2)"
+    (cd "$src" \
+        && cmake -B build -DENABLE_TESTING=OFF -DENABLE_PROGRAMS=ON -DGEN_FILES=OFF -DCMAKE_BUILD_TYPE=Release \
+        && make -C build -j"$jobs" ssl_server2 ssl_client2) >"$tmp/build.log" 2>&1 \
+        || { tail -n 60 "$tmp/build.log" >&2; die "building mbedtls ssl_server2/ssl_client2 failed"; }
+    cp "$src/build/programs/ssl/ssl_server2" "$src/build/programs/ssl/ssl_client2" "$MBED/bin/"
+    basename "$src" > "$MBED/VERSION"
+}
+
+if mbed_ok; then
+    log "Mbed TLS peers already built: $(cat "$MBED/VERSION" 2>/dev/null || echo "$MBED/bin")"
+else
+    build_mbedtls
+    mbed_ok || die "built ssl_server2 does not run"
+fi
+link_bins
+
+log "done: $(openssl version | cut -d' ' -f1-2), $(gnutls-serv --version 2>/dev/null | head -n1), $(cat "$MBED/VERSION")"
