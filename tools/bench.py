@@ -2,7 +2,9 @@
 
 Run from the repo root: `python tools/bench.py [--only crypto] [--json PATH]`.
 Each section is one function returning a dict; printing and the JSON file are shared.
-Sections: crypto (CCM_8 seal/open and the TLS PRF, portable vs pycryptodome's CCM).
+Sections: crypto (CCM_8 seal/open and the TLS PRF, portable vs pycryptodome's CCM);
+handshake (full CCM_8 handshake against OpenSSL s_server on both runtimes, with MicroPython's
+built-in `tls` client as the reference; see tools/bench_handshake.py).
 """
 import argparse
 import json
@@ -15,6 +17,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from dtls_lite import crypto  # noqa: E402
 
@@ -149,7 +152,17 @@ def print_crypto(r):
                                                    "MET" if t["met"] else "MISSED"))
 
 
-SECTIONS = {"crypto": (bench_crypto, print_crypto)}
+def bench_handshake(args):
+    from bench_handshake import bench_handshake as run
+    return run(args.handshakes)
+
+
+def print_handshake(r):
+    from bench_handshake import print_handshake as show
+    show(r)
+
+
+SECTIONS = {"crypto": (bench_crypto, print_crypto), "handshake": (bench_handshake, print_handshake)}
 
 
 def main(argv=None):
@@ -160,6 +173,7 @@ def main(argv=None):
     ap.add_argument("--scale", type=int, default=4, help="iteration multiplier (4 = default)")
     ap.add_argument("--micropython", help="micropython binary (default: next to python)")
     ap.add_argument("--mp-heapsize", help="micropython -X heapsize=, e.g. 64K (ESP32-like)")
+    ap.add_argument("--handshakes", type=int, default=30, help="handshakes per client (handshake section)")
     args = ap.parse_args(argv)
     names = [s for s in args.only.split(",") if s]
     for name in names:

@@ -4,8 +4,10 @@ against OpenSSL s_server on loopback in the same run.
 
 - wall time: measured inside the client process around the handshake call;
 - CPU time: the client process's user+sys time read by this parent (rusage of the waited
-  child), minus a same-runtime run that only imports, divided by the handshake count;
-- wire: datagrams and DTLS payload bytes both ways, counted by a UDP relay in this process.
+  child), minus the least of three same-runtime runs that only import, divided by the
+  handshake count (process start-up noise is a few ms: use enough handshakes);
+- wire: datagrams and DTLS payload bytes both ways of one handshake (no close_notify),
+  counted by a UDP relay in this process.
 Each handshake gets a fresh server: they serve one association at a time and the built-in
 client does not end its association when closed.
 """
@@ -77,10 +79,12 @@ class Relay:
         self.sock.close()
 
 
-def _run_worker(exe, mode, ports, suite=None):
+def _run_worker(exe, mode, ports, suite=None, close=True):
     argv = [exe, WORKER, mode, "127.0.0.1", ",".join(str(p) for p in ports), peers.IDENTITY, peers.PSK_HEX]
     if suite:
         argv.append(suite)
+    if not close:
+        argv.append("--no-close")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -94,11 +98,12 @@ def _measure(exe, mode, n, suite):
     with ExitStack() as stack:
         servers = [stack.enter_context(peers.openssl_server(ciphers=CIPHERS)) for _ in range(n)]
         out, cpu = _run_worker(exe, mode, [s.port for s in servers], suite)
-    _, cpu0 = _run_worker(exe, mode, [], suite)  # same runtime and imports, no handshake
+    # same runtime and imports, no handshake; start-up time varies, so take the least of three
+    cpu0 = min(_run_worker(exe, mode, [], suite)[1] for _ in range(3))
     with peers.openssl_server(ciphers=CIPHERS) as srv:
         relay = Relay(srv.port)
         try:
-            wire, _ = _run_worker(exe, mode, [relay.port], suite)
+            _run_worker(exe, mode, [relay.port], suite, close=False)
         finally:
             relay.close()
     wall = [u / 1000.0 for u in out["wall_us"]]

@@ -2,6 +2,7 @@
 #   bench_handshake_worker.py MODE HOST PORTS IDENTITY PSK_HEX [SUITE_HEX]
 # MODE: "dtls-lite" (our client) or "builtin" (MicroPython's tls module, C Mbed TLS).
 # PORTS: comma-separated, one fresh server per handshake; empty = import only (CPU baseline).
+# --no-close: leave without close_notify, so a byte count covers the handshake alone.
 import json
 import socket
 import sys
@@ -22,6 +23,8 @@ sys.path.insert(0, _here.rsplit("/", 1)[0] if "/" in _here else (".." if _here =
 
 
 def main(argv):
+    close = "--no-close" not in argv
+    argv = [a for a in argv if a != "--no-close"]
     mode, host, ports, identity, psk = argv[0], argv[1], argv[2], argv[3], bytes.fromhex(argv[4])
     ports = [int(p) for p in ports.split(",") if p]
     out = {"mode": mode, "runtime": sys.implementation.name, "wall_us": [], "stats": []}
@@ -34,7 +37,8 @@ def main(argv):
             c.connect()
             out["wall_us"].append(ticks_diff(ticks_us(), t0))
             out["stats"].append(c.stats.as_dict())
-            c.close()
+            if close:
+                c.close()
     elif mode == "builtin":
         import tls
         for port in ports:
@@ -48,7 +52,8 @@ def main(argv):
             ss = ctx.wrap_socket(s)  # runs the whole handshake
             out["wall_us"].append(ticks_diff(ticks_us(), t0))
             out["cipher"] = ss.cipher()[0] if hasattr(ss, "cipher") else None
-            ss.close()
+            if close:
+                ss.close()
     else:
         raise SystemExit("unknown mode " + mode)
     print(json.dumps(out))
