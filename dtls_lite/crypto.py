@@ -79,24 +79,22 @@ def aes_ecb_encrypt(key, data):
     return _ecb(key).encrypt(data)
 
 
-def aes_cbc_encrypt(key, iv, data):
+def _cbc_checked(key, iv, data):
     _check_key(key)
     if len(iv) != _BLOCK:
         raise ValueError("iv must be 16 bytes")
     _check_blocks(data)
-    if not data:
-        return b""
-    return _cbc(key, iv).encrypt(data)
+    return _cbc(key, iv) if data else None
+
+
+def aes_cbc_encrypt(key, iv, data):
+    c = _cbc_checked(key, iv, data)
+    return c.encrypt(data) if c is not None else b""
 
 
 def aes_cbc_decrypt(key, iv, data):
-    _check_key(key)
-    if len(iv) != _BLOCK:
-        raise ValueError("iv must be 16 bytes")
-    _check_blocks(data)
-    if not data:
-        return b""
-    return _cbc(key, iv).decrypt(data)
+    c = _cbc_checked(key, iv, data)
+    return c.decrypt(data) if c is not None else b""
 
 
 # --- HMAC-SHA256 (RFC 2104) and the TLS 1.2 PRF (RFC 5246 section 5) ---

@@ -32,8 +32,9 @@ CCM_8 = "C0A8"
 
 
 def micropython():
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.path.exists(exe):
+    from bench import find_micropython
+    exe = find_micropython()
+    if not exe:
         raise SystemExit("micropython not found next to %s: run `make venv`" % sys.executable)
     return exe
 

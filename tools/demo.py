@@ -16,14 +16,15 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 import peers  # noqa: E402
+from bench import find_micropython  # noqa: E402
 
 RUN_CLIENT = os.path.join(ROOT, "tools", "run_client.py")
 
 
 def runtimes():
-    mp = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return [("CPython", sys.executable), ("MicroPython", mp if os.path.exists(mp) else "micropython")]
+    return [("CPython", sys.executable), ("MicroPython", find_micropython() or "micropython")]
 
 
 def run(exe, host, port, identity, psk, message, extra):
@@ -42,9 +43,9 @@ def report(name, r):
         print("%-12s FAILED: %s: %s" % (name, r.get("error"), r.get("message")))
         return False
     st = r["stats"]
-    print("%-12s %s, %s handshake%s in %d ms" % (
+    print("%-12s %s, %s handshake%s in %.2f ms" % (
         name, r["suite"], st["handshake_kind"], " (with cookie exchange)" if st["hello_verify"] else "",
-        st["handshake_ms"]))
+        r["handshake_us"][0] / 1000.0))
     print("%-12s wire: sent %d datagrams / %d B, received %d datagrams / %d B, %d retransmissions"
           % ("", st["datagrams_sent"], st["bytes_sent"], st["datagrams_received"], st["bytes_received"],
              st["retransmissions"]))
