@@ -1,6 +1,6 @@
 """pytest setup: import paths and the real-DTLS-server fixtures (see tests/peers.py).
 
-Fixtures `openssl_server`, `gnutls_server`, `mbedtls_server` start a fresh server for each test
+Fixtures `openssl_server`, `gnutls_server`, `mbedtls_server`, `pion_server` start a fresh server for each test
 (the servers serve one association at a time and get stuck on a client that vanishes without
 close_notify) and yield a `peers.Server` (.host, .port, .name, .psk_hex, .identity, .output()).
 Pass keyword arguments with indirect parametrization:
@@ -57,15 +57,21 @@ def mbedtls_server(request):
     yield from _server_fixture(request, peers.mbedtls_server)
 
 
+@pytest.fixture
+def pion_server(request):
+    """pion/dtls echo server (see peers.pion_server)."""
+    yield from _server_fixture(request, peers.pion_server)
+
+
 @pytest.fixture(params=sorted(peers.SERVERS))
 def dtls_server(request):
-    """Each of the three real servers in turn, with default settings."""
+    """Each of the real servers in turn, with default settings."""
     yield from _server_fixture(request, peers.SERVERS[request.param], {})
 
 
 def pytest_collection_modifyitems(config, items):
     # Everything that uses a real server is an interop test (`-m "not interop"` to skip them).
-    names = {"openssl_server", "gnutls_server", "mbedtls_server", "dtls_server"}
+    names = {"openssl_server", "gnutls_server", "mbedtls_server", "pion_server", "dtls_server"}
     for item in items:
         if names.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.interop)

@@ -338,7 +338,30 @@ def mbedtls_server(suite=MBEDTLS_SUITE, cid=True, psk_hex=PSK_HEX, identity=IDEN
         yield srv
 
 
-SERVERS = {"openssl": openssl_server, "gnutls": gnutls_server, "mbedtls": mbedtls_server}
+@contextlib.contextmanager
+def pion_server(cookie=True, psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1", pskhint=None):
+    """pion/dtls 2.2 (Go) PSK ECHO server, tools/pion_server/main.go (built by `make peers`).
+
+    Offers CCM_8, CCM, GCM and CBC-SHA256, requires extended master secret, answers unknown
+    identities with a fatal alert. Unlike the others it serves many associations at once.
+    `cookie=False` skips HelloVerifyRequest; `pskhint` sends a ServerKeyExchange hint.
+    """
+    binary = find_binary("pion_server")
+
+    def argv(port):
+        a = [binary, "-addr", _host_port(host, port), "-psk", psk_hex, "-identity", identity]
+        if not cookie:
+            a.append("-nocookie")
+        if pskhint is not None:
+            a += ["-hint", pskhint]
+        return a
+
+    with _serve("pion", host, psk_hex, identity, argv, ready_text="listening on") as srv:
+        yield srv
+
+
+SERVERS = {"openssl": openssl_server, "gnutls": gnutls_server, "mbedtls": mbedtls_server,
+           "pion": pion_server}
 
 
 # ---- reference clients (to prove the peers work, and to compare against) -----------------

@@ -1,5 +1,5 @@
 """Live interop: our client, on CPython and on the MicroPython unix port, against real DTLS
-servers on loopback (OpenSSL s_server, GnuTLS gnutls-serv, Mbed TLS ssl_server2).
+servers on loopback (OpenSSL s_server, GnuTLS gnutls-serv, Mbed TLS ssl_server2, pion/dtls).
 
 Each case runs tools/run_client.py under the runtime as a subprocess and checks its JSON
 report. A missing server or runtime fails the test (see conftest.py); nothing is skipped.
@@ -111,14 +111,23 @@ def test_mbedtls(runtime, suite):
         assert again["ok"] and again["received"] == [peers.MBEDTLS_RESPONSE % mb_suite]
 
 
+@pytest.mark.parametrize("runtime,suite", [(r, s) for r in RUNTIMES for s in (CCM_8, CCM, CBC)]
+                         + [("cpython", GCM)])
+@pytest.mark.parametrize("cookie", [True, False])
+def test_pion(runtime, suite, cookie):
+    with peers.pion_server(cookie=cookie, pskhint="pion-hint") as srv:
+        report = run_client(runtime, srv, "--suite", suite, *sends(MESSAGES))
+        check_echo(report, srv, suite, cookie=cookie)
+
+
 WRONG_PSK = "00112233445566778899"
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-@pytest.mark.parametrize("server", ["openssl", "gnutls", "mbedtls"])
+@pytest.mark.parametrize("server", ["openssl", "gnutls", "mbedtls", "pion"])
 def test_wrong_psk_is_reported_as_such(runtime, server):
-    """OpenSSL and GnuTLS silently drop the Finished they cannot decrypt, so the client can
-    only time out, saying why; Mbed TLS answers with a fatal alert we name."""
+    """OpenSSL, GnuTLS and pion silently drop the Finished they cannot decrypt, so the client
+    can only time out, saying why; Mbed TLS answers with a fatal alert we name."""
     with peers.SERVERS[server]() as srv:
         report = run_client(runtime, srv, "--timeout-ms", "100", "--retransmits", "2", psk=WRONG_PSK)
     assert report["ok"] is False

@@ -29,7 +29,8 @@ fi
 command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script supports Debian/Ubuntu only"
 
 # ---- 1. apt packages ------------------------------------------------------------------------
-PKGS=(openssl gnutls-bin cmake gcc make libc6-dev dpkg-dev xz-utils python3 ca-certificates)
+PKGS=(openssl gnutls-bin cmake gcc make libc6-dev dpkg-dev xz-utils python3 ca-certificates
+      golang-go golang-github-pion-dtls.v2-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -44,7 +45,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
     log "apt packages already installed: ${PKGS[*]}"
 fi
-for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source; do
+for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source go; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' still missing after apt-get install"
 done
 
@@ -149,4 +150,20 @@ else
 fi
 link_bins
 
-log "done: $(openssl version | cut -d' ' -f1-2), $(gnutls-serv --version 2>/dev/null | head -n1), $(cat "$MBED/VERSION")"
+# pion/dtls (Go): built from tools/pion_server with Debian's packaged sources, no module download.
+PION_SRC="$ROOT/tools/pion_server/main.go"
+PION_BIN="$PEERS/bin/pion_server"
+if [ -x "$PION_BIN" ] && [ "$PION_BIN" -nt "$PION_SRC" ]; then
+    log "pion server already built"
+else
+    log "building pion/dtls server"
+    gotmp="$(mktemp -d "${TMPDIR:-/tmp}/dtls-lite-pion.XXXXXX")"
+    mkdir -p "$gotmp/src/pion_server" "$PEERS/bin"
+    cp "$PION_SRC" "$gotmp/src/pion_server/"
+    (cd "$gotmp" && GO111MODULE=off GOPATH="$gotmp:/usr/share/gocode" GOCACHE="$gotmp/cache" GOFLAGS= \
+        go build -o "$PION_BIN" pion_server) >"$gotmp/build.log" 2>&1 \
+        || { cat "$gotmp/build.log" >&2; rm -rf "$gotmp"; die "building the pion/dtls server failed"; }
+    rm -rf "$gotmp"
+fi
+
+log "done: $(openssl version | cut -d' ' -f1-2), $(gnutls-serv --version 2>/dev/null | head -n1), $(cat "$MBED/VERSION"), pion/dtls $(dpkg-query -W -f='${Version}' golang-github-pion-dtls.v2-dev)"
