@@ -35,6 +35,10 @@ _SCSV_RENEGOTIATION = const(0x00FF)  # RFC 5746 3.3: 2 bytes instead of a 5-byte
 
 _DTLS12 = const(0xFEFD)
 _DTLS10 = const(0xFEFF)
+# The ClientHello's extensions block (with its length): empty extended_master_secret, and
+# empty encrypt_then_mac when a CBC suite is offered.
+_EXTENSIONS_EMS = b"\x00\x04\x00\x17\x00\x00"
+_EXTENSIONS_EMS_ETM = b"\x00\x08\x00\x17\x00\x00\x00\x16\x00\x00"
 
 
 class Reader:
@@ -82,24 +86,37 @@ def push_header(msg_type, length, message_seq, frag_offset, frag_length):
 
 def pull_header(data, off):
     """(msg_type, length, message_seq, fragment_offset, fragment_length) at off."""
-    t, lh, ll, seq, oh, ol, fh, fl = struct.unpack_from(">BBHHBHBH", data, off)
-    return t, (lh << 16) | ll, seq, (oh << 16) | ol, (fh << 16) | fl
+    h = struct.unpack_from(">BBHHBHBH", data, off)
+    return h[0], (h[1] << 16) | h[2], h[3], (h[4] << 16) | h[5], (h[6] << 16) | h[7]
 
 
 def whole_message(msg_type, message_seq, body):
     """The message as one fragment: the form both sent and hashed (RFC 6347 4.2.6)."""
     n = len(body)
-    return push_header(msg_type, n, message_seq, 0, n) + body
+    # push_header(msg_type, n, message_seq, 0, n) in fewer fields: msg_type and length as one
+    # uint32, then fragment_offset 0 and fragment_length n as a uint16 and a uint32.
+    return struct.pack(">IHHI", (msg_type << 24) | n, message_seq, 0, n) + body
 
 
 def client_hello_body(client_random, session_id, cookie, suites, offer_etm):
-    ext = struct.pack(">HH", EXT_EXTENDED_MASTER_SECRET, 0)
-    if offer_etm:
-        ext += struct.pack(">HH", EXT_ENCRYPT_THEN_MAC, 0)
-    suite_bytes = b"".join(struct.pack(">H", s) for s in suites) + struct.pack(">H", _SCSV_RENEGOTIATION)
-    return (struct.pack(">H", _DTLS12) + client_random + bytes([len(session_id)]) + session_id
-            + bytes([len(cookie)]) + cookie + struct.pack(">H", len(suite_bytes)) + suite_bytes
-            + b"\x01\x00" + struct.pack(">H", len(ext)) + ext)
+    # extensions: extended_master_secret, then encrypt_then_mac if offered; both empty
+    ext = _EXTENSIONS_EMS_ETM if offer_etm else _EXTENSIONS_EMS
+    n = len(suites) + 1  # + the renegotiation SCSV
+    b = bytearray(40 + len(session_id) + len(cookie) + 2 * n + len(ext))
+    b[0:34] = struct.pack(">H32s", _DTLS12, client_random)
+    p = 35 + len(session_id)
+    b[34] = len(session_id)
+    b[35:p] = session_id
+    b[p] = len(cookie)
+    b[p + 1:p + 1 + len(cookie)] = cookie
+    p += 1 + len(cookie)
+    struct.pack_into(">H", b, p, 2 * n)
+    for s in suites:
+        p += 2
+        struct.pack_into(">H", b, p, s)
+    struct.pack_into(">HH", b, p + 2, _SCSV_RENEGOTIATION, 0x0100)  # + compression: null only
+    b[p + 6:] = ext
+    return b
 
 
 def parse_hello_verify_request(body):
@@ -196,4 +213,9 @@ def key_block(master, client_random, server_random, length):
 
 def finished_verify_data(master, label, transcript):
     """RFC 5246 7.4.9: 12 bytes of PRF(master, label, SHA-256(handshake messages))."""
-    return crypto.prf(master, label, crypto.sha256(transcript), 12)
+    return verify_data(master, label, crypto.sha256(transcript))
+
+
+def verify_data(master, label, transcript_hash):
+    """finished_verify_data() from the transcript's SHA-256 (it doubles as RFC 7627's session_hash)."""
+    return crypto.prf(master, label, transcript_hash, 12)
