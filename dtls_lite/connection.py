@@ -79,23 +79,28 @@ class Session:
 
 
 class _Handshake:
-    """Handshake-only state, dropped once the server's Finished verifies."""
+    """Handshake-only state, dropped once the server's Finished verifies.
+
+    Immutable defaults are class attributes, so an instance holds only what it sets
+    (MicroPython grows, and reallocates, an instance's attribute table one attribute at a time).
+    """
+
+    cookie = b""
+    hello_verify_count = 0
+    send_seq = 0  # next message_seq we send
+    recv_seq = None  # next message_seq expected; None until the server's first message
+    client_hello = None  # the whole ClientHello message last sent
+    server_hello = None
+    identity_hint = None
+    master = None
+    pending_read = None
+    last_peer_seq = -1  # message_seq ending the server's previous flight
 
     def __init__(self, client_random):
         self.client_random = client_random
-        self.cookie = b""
-        self.hello_verify_count = 0
-        self.send_seq = 0  # next message_seq we send
-        self.recv_seq = None  # next message_seq expected; None until the server's first message
-        self.frags = {}  # message_seq -> [msg_type, length, epoch, bytearray body, ranges]
-        self.client_hello = None  # the whole ClientHello message last sent
-        self.transcript = []  # whole messages covered by Finished (RFC 6347 4.2.6)
-        self.server_hello = None
-        self.identity_hint = None
-        self.master = None
-        self.pending_read = None
-        self.early_records = []  # next-epoch records that overtook the server's CCS
-        self.last_peer_seq = -1  # message_seq ending the server's previous flight
+        self.frags = {}  # message_seq -> [msg_type, length, epoch, bytearray message, ranges]
+        self.transcript = []  # whole messages covered by Finished (RFC 6347 4.2.6), as received or sent
+        self.early_records = []  # next-epoch records that overtook the server's CCS, whole
 
 
 class Connection:
@@ -150,6 +155,7 @@ class Connection:
         self._timeout = initial_timeout_ms
         self._deadline = None
         self._retransmits = 0
+        self._now = None  # now_ms of the API call being processed
 
     # ---- API -------------------------------------------------------------------------------
 
@@ -160,26 +166,20 @@ class Connection:
         self._hs = _Handshake(self._rng(32))
         self.stats.handshake_started_ms = now_ms
         self.state = ST_WAIT_SERVER_HELLO
-        self._send_client_hello(now_ms)
+        self._now = now_ms
+        self._send_client_hello()
 
     def receive(self, datagram, now_ms):
         """Process one UDP datagram (one or more records, RFC 6347 4.1)."""
-        self.stats.datagrams_received += 1
-        self.stats.bytes_received += len(datagram)
-        if self.state in (ST_IDLE, ST_CLOSED):
-            self.stats.records_dropped += 1
+        st = self.stats
+        st.datagrams_received += 1
+        st.bytes_received += len(datagram)
+        if self.state == ST_IDLE or self.state == ST_CLOSED:
+            st.records_dropped += 1
             return
-        off = 0
-        n = len(datagram)
+        self._now = now_ms
         try:
-            while off < n and self.state != ST_CLOSED:
-                h = rl.parse_header(datagram, off)
-                if h is None or off + rl.HEADER_LEN + h[5] > n:
-                    self.stats.records_dropped += 1  # truncated: the rest of the datagram is lost
-                    break
-                start = off + rl.HEADER_LEN
-                off = start + h[5]
-                self._on_record(h[0], h[1], h[2], h[3], h[4], datagram[start:off], now_ms)
+            self._on_datagram(datagram)
         except ProtocolError as e:
             self._fail(e, e.alert)
         self._flush()
@@ -207,7 +207,8 @@ class Connection:
         self.stats.retransmissions += 1
         # RFC 6347 4.2.4.1: double the timer on each retransmission, up to the maximum.
         self._timeout = min(self._timeout * 2, self._max_timeout)
-        self._transmit_flight(now_ms)
+        self._now = now_ms
+        self._transmit_flight()
 
     def send(self, data):
         """Queue application data as one record."""
@@ -243,37 +244,52 @@ class Connection:
         return min(_MAX_PLAINTEXT, self._mtu - self._write.overhead())
 
     # ---- records ---------------------------------------------------------------------------
+    # The per-record and per-message functions below take few arguments and keep few locals:
+    # MicroPython puts larger frames on the heap (see dtls_lite/crypto.py). now_ms travels in
+    # self._now and a record's epoch is the read state's (or a buffered message's own).
 
-    def _on_record(self, ctype, version, epoch, seq, seq_num, fragment, now_ms):
-        if version >> 8 != 0xFE:
-            self.stats.records_dropped += 1
-            return
+    def _on_datagram(self, datagram):
+        off = 0
+        while off < len(datagram) and self.state != ST_CLOSED:
+            end = rl.record_end(datagram, off)
+            if end < 0:
+                self.stats.records_dropped += 1  # truncated: the rest of the datagram is lost
+                return
+            self._on_record(datagram[off:end])
+            off = end
+
+    def _on_record(self, rec):
+        """One whole record, header included."""
         rs = self._read
-        if epoch != rs.epoch:
-            h = self._hs
-            if h is not None and h.pending_read is not None and epoch == h.pending_read.epoch \
-                    and len(h.early_records) < _MAX_EARLY_RECORDS:
-                # overtook the server's ChangeCipherSpec (reordering): keep for after the switch
-                h.early_records.append((ctype, version, epoch, seq, seq_num, fragment))
-            else:
-                self.stats.records_dropped += 1
+        if rec[1] != 0xFE or rl.record_epoch(rec) != rs.epoch:  # not DTLS, or another epoch
+            self._on_stray_record(rec)
             return
-        plain = rs.unprotect(ctype, seq_num, seq, fragment)
+        plain = rs.open(rec)
         if plain is None:
             self.stats.records_dropped += 1
             return
+        ctype = rec[0]
         if ctype == rl.CT_HANDSHAKE:
-            self._on_handshake_record(plain, epoch, now_ms)
+            self._on_handshake_record(plain)
         elif ctype == rl.CT_CHANGE_CIPHER_SPEC:
-            self._on_change_cipher_spec(plain, now_ms)
+            self._on_change_cipher_spec(plain)
         elif ctype == rl.CT_ALERT:
             self._on_alert(plain)
-        elif ctype == rl.CT_APPLICATION_DATA and self.state == ST_CONNECTED and epoch > 0:
+        elif ctype == rl.CT_APPLICATION_DATA and self.state == ST_CONNECTED and rs.epoch > 0:
             self._events.append((EVENT_DATA, plain))
         else:
             self.stats.records_dropped += 1
 
-    def _on_change_cipher_spec(self, payload, now_ms):
+    def _on_stray_record(self, rec):
+        h = self._hs
+        if rec[1] == 0xFE and h is not None and h.pending_read is not None \
+                and rl.record_epoch(rec) == h.pending_read.epoch and len(h.early_records) < _MAX_EARLY_RECORDS:
+            # overtook the server's ChangeCipherSpec (reordering): keep for after the switch
+            h.early_records.append(rec)
+        else:
+            self.stats.records_dropped += 1
+
+    def _on_change_cipher_spec(self, payload):
         h = self._hs
         if self.state != ST_WAIT_FINISHED or h.pending_read is None or payload != b"\x01":
             self.stats.records_dropped += 1  # duplicate or misplaced; harmless to ignore
@@ -282,10 +298,13 @@ class Connection:
         h.pending_read = None
         early = h.early_records
         h.early_records = []
-        for r in early:
+        self._on_early_records(early)
+
+    def _on_early_records(self, early):
+        for rec in early:
             if self.state != ST_WAIT_FINISHED:
                 break
-            self._on_record(r[0], r[1], r[2], r[3], r[4], r[5], now_ms)
+            self._on_record(rec)
 
     def _on_alert(self, payload):
         if len(payload) != 2:
@@ -313,110 +332,140 @@ class Connection:
 
     # ---- handshake reassembly (RFC 6347 4.2.3) ----------------------------------------------
 
-    def _on_handshake_record(self, data, epoch, now_ms):
+    def _on_handshake_record(self, data):
         off = 0
-        n = len(data)
-        while off + hs.HS_HEADER_LEN <= n:
-            t, length, mseq, foff, flen = hs.pull_header(data, off)
-            start = off + hs.HS_HEADER_LEN
-            off = start + flen
-            if off > n or foff + flen > length:
-                self.stats.records_dropped += 1
-                return
-            if self.state == ST_CONNECTED:
-                if t == hs.HT_HELLO_REQUEST and epoch > 0:
-                    # We never renegotiate (RFC 5746 4.2): say so with a warning.
-                    self._send_alert(_LEVEL_WARNING, hs.ALERT_NO_RENEGOTIATION)
-                continue  # else a retransmission of the server's last flight
-            if self.state in _ACCEPT:
-                self._on_fragment(t, length, mseq, foff, data[start:off], epoch, now_ms)
-                if self.state == ST_CLOSED:
-                    return
-        if off != n:
+        while 0 <= off and off + hs.HS_HEADER_LEN <= len(data):
+            off = self._on_handshake_fragment(data, off)
+        if 0 <= off != len(data):
             self.stats.records_dropped += 1
 
-    def _on_fragment(self, t, length, mseq, foff, frag, epoch, now_ms):
+    def _on_handshake_fragment(self, data, off):
+        """Handles the fragment at off; returns the offset after it, or -1 to stop the record."""
+        f = hs.pull_header(data, off)  # msg_type, length, message_seq, fragment_offset, fragment_length
+        end = off + hs.HS_HEADER_LEN + f[4]
+        if end > len(data) or f[3] + f[4] > f[1]:
+            self.stats.records_dropped += 1
+            return -1
+        if self.state == ST_CONNECTED:
+            if f[0] == hs.HT_HELLO_REQUEST and self._read.epoch > 0:
+                # We never renegotiate (RFC 5746 4.2): say so with a warning.
+                self._send_alert(_LEVEL_WARNING, hs.ALERT_NO_RENEGOTIATION)
+            return end  # else a retransmission of the server's last flight
+        if self.state in _ACCEPT:
+            self._on_fragment(f, data[off:end])
+            if self.state == ST_CLOSED:
+                return -1
+        return end
+
+    def _on_fragment(self, f, frag):
+        """frag: one fragment, header included; f: its header fields."""
         h = self._hs
-        if t == hs.HT_HELLO_REQUEST:
-            return  # RFC 5246 7.4.1.1: ignored while negotiating
+        if f[0] == hs.HT_HELLO_REQUEST or not self._admit(f):
+            return  # RFC 5246 7.4.1.1: HelloRequest is ignored while negotiating
+        if f[2] == h.recv_seq and f[4] == f[1] and f[2] not in h.frags:
+            # The usual case, a whole message that is the next one due: its bytes as received
+            # are already the form that is hashed (fragment_offset 0, fragment_length = length).
+            h.recv_seq += 1
+            self._on_message(frag, self._read.epoch)
+        elif not self._buffer_fragment(f, frag):
+            return
+        if h.frags and self._hs is h and self.state != ST_CLOSED:
+            self._deliver_buffered()
+
+    def _admit(self, f):
+        """Whether to take the fragment: not if its message was delivered already (then maybe
+        retransmit our last flight) or the buffer is full."""
+        h = self._hs
+        mseq = f[2]
         if h.recv_seq is None:
             # The server's first message fixes where its numbering starts (after a cookie
             # exchange servers differ); anything that overtook it waits in the buffer.
-            if t in (hs.HT_SERVER_HELLO, hs.HT_HELLO_VERIFY_REQUEST):
+            if f[0] == hs.HT_SERVER_HELLO or f[0] == hs.HT_HELLO_VERIFY_REQUEST:
                 h.recv_seq = mseq
-                for k in list(h.frags):
-                    if k < mseq:
-                        del h.frags[k]
+                _drop_below(h.frags, mseq)
         elif mseq < h.recv_seq:
             # A retransmitted final message of the server's previous flight means our last
             # flight was lost: send it again (RFC 6347 4.2.4).
-            if mseq == h.last_peer_seq and foff + len(frag) == length and self._flight:
+            if mseq == h.last_peer_seq and f[3] + f[4] == f[1] and self._flight:
                 self.stats.retransmissions += 1
-                self._transmit_flight(now_ms)
-            return
+                self._transmit_flight()
+            return False
         if len(h.frags) >= _MAX_BUFFERED_MESSAGES and mseq not in h.frags:
             self.stats.records_dropped += 1
-            return
-        if length > self._max_hs:
+            return False
+        if f[1] > self._max_hs:
             raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "handshake message of %d bytes exceeds "
-                                "max_handshake_size %d" % (length, self._max_hs))
-        entry = h.frags.get(mseq)
+                                "max_handshake_size %d" % (f[1], self._max_hs))
+        return True
+
+    def _buffer_fragment(self, f, frag):
+        """Copies the fragment into its message's buffer; False if it does not fit the message."""
+        h = self._hs
+        entry = h.frags.get(f[2])
         if entry is None:
-            entry = [t, length, epoch, bytearray(length), []]
-            h.frags[mseq] = entry
-        elif entry[0] != t or entry[1] != length or entry[2] != epoch:
+            msg = bytearray(hs.HS_HEADER_LEN + f[1])
+            msg[0:hs.HS_HEADER_LEN] = hs.push_header(f[0], f[1], f[2], 0, f[1])  # as one fragment
+            entry = [f[0], f[1], self._read.epoch, msg, []]
+            h.frags[f[2]] = entry
+        elif entry[0] != f[0] or entry[1] != f[1] or entry[2] != self._read.epoch:
             self.stats.records_dropped += 1
-            return
-        entry[3][foff:foff + len(frag)] = frag
-        entry[4] = _add_range(entry[4], foff, foff + len(frag))
-        # Deliver every complete message in message_seq order.
+            return False
+        start = hs.HS_HEADER_LEN + f[3]
+        entry[3][start:start + f[4]] = frag[hs.HS_HEADER_LEN:]
+        entry[4] = _add_range(entry[4], f[3], f[3] + f[4])
+        return True
+
+    def _deliver_buffered(self):
+        """Delivers every complete message in message_seq order."""
+        h = self._hs
         while h.recv_seq is not None:
             e = h.frags.get(h.recv_seq)
             if e is None or (0, e[1]) not in e[4]:
                 return
             del h.frags[h.recv_seq]
             h.recv_seq += 1
-            self._on_message(e[0], h.recv_seq - 1, bytes(e[3]), e[2], now_ms)
+            self._on_message(bytes(e[3]), e[2])
             if self._hs is not h or self.state == ST_CLOSED:
                 return
 
-    def _on_message(self, t, mseq, body, epoch, now_ms):
+    def _on_message(self, msg, epoch):
+        """One whole handshake message (header included, as hashed) that arrived in epoch."""
+        t = msg[0]
         if t not in _ACCEPT[self.state]:
             raise ProtocolError(hs.ALERT_UNEXPECTED_MESSAGE, "unexpected handshake message %d in state %d"
                                 % (t, self.state))
-        h = self._hs
+        body = msg[hs.HS_HEADER_LEN:]
         if t == hs.HT_HELLO_VERIFY_REQUEST:
-            self._on_hello_verify_request(body, now_ms)
-            return
-        if t == hs.HT_FINISHED:
+            self._on_hello_verify_request(body)
+        elif t == hs.HT_FINISHED:
             if epoch == 0:  # a Finished must arrive under the new keys (RFC 5246 7.4.9)
                 raise ProtocolError(hs.ALERT_UNEXPECTED_MESSAGE, "Finished before ChangeCipherSpec")
-            self._on_finished(body, now_ms)
-            return
-        h.transcript.append(hs.whole_message(t, mseq, body))
-        if t == hs.HT_SERVER_HELLO:
-            self._on_server_hello(body)
-        elif t == hs.HT_SERVER_KEY_EXCHANGE:
-            h.identity_hint = hs.parse_server_key_exchange(body)
-            self.state = ST_WAIT_SERVER_HELLO_DONE
+            self._on_finished(body)
         else:
-            if body:
-                raise ProtocolError(hs.ALERT_DECODE_ERROR, "ServerHelloDone with a body")
-            h.last_peer_seq = mseq
-            self._send_client_finished_flight(now_ms)
+            self._hs.transcript.append(msg)
+            if t == hs.HT_SERVER_HELLO:
+                self._on_server_hello(body)
+            elif t == hs.HT_SERVER_KEY_EXCHANGE:
+                self._hs.identity_hint = hs.parse_server_key_exchange(body)
+                self.state = ST_WAIT_SERVER_HELLO_DONE
+            else:
+                if body:
+                    raise ProtocolError(hs.ALERT_DECODE_ERROR, "ServerHelloDone with a body")
+                self._hs.last_peer_seq = self._hs.recv_seq - 1
+                self._send_client_finished_flight()
 
     # ---- handshake messages -----------------------------------------------------------------
 
-    def _send_client_hello(self, now_ms):
+    def _send_client_hello(self):
         h = self._hs
-        offer_etm = rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites
-        body = hs.client_hello_body(h.client_random, b"", h.cookie, self._suites, offer_etm)
+        body = hs.client_hello_body(h.client_random, b"", h.cookie, self._suites,
+                                    rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites)
         h.client_hello = hs.whole_message(hs.HT_CLIENT_HELLO, h.send_seq, body)
         h.send_seq += 1
         h.recv_seq = None
-        self._start_flight([(self._write, rl.CT_HANDSHAKE, h.client_hello)], now_ms)
+        self._start_flight([(self._write, rl.CT_HANDSHAKE, h.client_hello)])
 
-    def _on_hello_verify_request(self, body, now_ms):
+    def _on_hello_verify_request(self, body):
         h = self._hs
         cookie = hs.parse_hello_verify_request(body)
         if cookie == h.cookie:
@@ -429,12 +478,11 @@ class Connection:
         h.cookie = cookie
         # RFC 6347 4.2.1: the same hello again, now with the cookie, as a new message_seq;
         # the first hello and the HelloVerifyRequest stay out of the transcript.
-        self._send_client_hello(now_ms)
+        self._send_client_hello()
 
     def _on_server_hello(self, body):
         h = self._hs
-        offer_etm = rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites
-        sh = hs.ServerHello(body, self._suites, offer_etm)
+        sh = hs.ServerHello(body, self._suites, rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites)
         if sh.etm and sh.suite != rl.SUITE_PSK_AES_128_CBC_SHA256:
             sh.etm = False  # RFC 7366 3: meaningless for AEAD suites
         h.server_hello = sh
@@ -442,34 +490,43 @@ class Connection:
         self.suite = sh.suite
         self.state = ST_WAIT_SERVER_KEY_EXCHANGE
 
-    def _send_client_finished_flight(self, now_ms):
+    def _send_client_finished_flight(self):
+        self.identity_hint = self._hs.identity_hint
+        cke = self._next_message(hs.HT_CLIENT_KEY_EXCHANGE, hs.client_key_exchange_body(self.identity))
+        flight = [(self._write, rl.CT_HANDSHAKE, cke), (self._write, rl.CT_CHANGE_CIPHER_SPEC, b"\x01")]
+        # One hash serves as RFC 7627's session_hash and as our Finished's transcript hash:
+        # both cover every message up to and including the ClientKeyExchange.
+        verify = self._derive_keys(crypto.sha256(b"".join(self._hs.transcript)))
+        flight.append((self._write, rl.CT_HANDSHAKE, self._next_message(hs.HT_FINISHED, verify)))
+        self.state = ST_WAIT_FINISHED
+        self._start_flight(flight)
+
+    def _derive_keys(self, transcript_hash):
+        """Master secret, epoch-1 states (self._write switches to epoch 1) and our verify_data."""
         h = self._hs
         sh = h.server_hello
-        self.identity_hint = h.identity_hint
-        cke = hs.whole_message(hs.HT_CLIENT_KEY_EXCHANGE, h.send_seq,
-                               hs.client_key_exchange_body(self.identity))
-        h.send_seq += 1
-        h.transcript.append(cke)
-        premaster = hs.psk_premaster(self._psk)
-        session_hash = crypto.sha256(b"".join(h.transcript)) if sh.ems else None
-        h.master = hs.master_secret(premaster, session_hash, h.client_random, sh.server_random)
+        h.master = hs.master_secret(hs.psk_premaster(self._psk), transcript_hash if sh.ems else None,
+                                    h.client_random, sh.server_random)
         kb = hs.key_block(h.master, h.client_random, sh.server_random, rl.key_block_len(sh.suite))
-        write1, h.pending_read = rl.epoch_states(1, sh.suite, sh.etm, kb, self._rng)
-        verify = hs.finished_verify_data(h.master, b"client finished", b"".join(h.transcript))
-        fin = hs.whole_message(hs.HT_FINISHED, h.send_seq, verify)
-        h.send_seq += 1
-        h.transcript.append(fin)
-        epoch0 = self._write
-        self._write = write1
-        self.state = ST_WAIT_FINISHED
-        self._start_flight([(epoch0, rl.CT_HANDSHAKE, cke), (epoch0, rl.CT_CHANGE_CIPHER_SPEC, b"\x01"),
-                            (write1, rl.CT_HANDSHAKE, fin)], now_ms)
+        self._write, h.pending_read = rl.epoch_states(1, sh.suite, sh.etm, kb, self._rng)
+        return hs.verify_data(h.master, b"client finished", transcript_hash)
 
-    def _on_finished(self, body, now_ms):
+    def _next_message(self, msg_type, body):
+        """Our next handshake message, whole, added to the transcript."""
+        h = self._hs
+        msg = hs.whole_message(msg_type, h.send_seq, body)
+        h.send_seq += 1
+        h.transcript.append(msg)
+        return msg
+
+    def _on_finished(self, body):
         h = self._hs
         expected = hs.finished_verify_data(h.master, b"server finished", b"".join(h.transcript))
         if not crypto.ct_equal(expected, body):
             raise ProtocolError(hs.ALERT_DECRYPT_ERROR, "server Finished does not verify: wrong PSK?")
+        self._connected(h)
+
+    def _connected(self, h):
         sh = h.server_hello
         self.session = Session(sh.session_id, h.master, sh.suite, sh.ems, sh.etm)
         self._hs = None
@@ -477,38 +534,45 @@ class Connection:
         self.state = ST_CONNECTED
         st = self.stats
         st.handshake_kind = "full"
-        st.handshake_ms = now_ms - st.handshake_started_ms
+        st.handshake_ms = self._now - st.handshake_started_ms
         self._events.append((EVENT_CONNECTED, None))
 
     # ---- flights and the retransmission timer (RFC 6347 4.2.4) ------------------------------
 
-    def _start_flight(self, flight, now_ms):
-        self._flight = flight
+    def _start_flight(self, flight):
+        self._flight = flight  # [(write_state, content_type, payload)]
         self._timeout = self._initial_timeout
         self._retransmits = 0
-        self._transmit_flight(now_ms)
+        self._transmit_flight()
 
     def _stop_flight(self):
         self._flight = None
         self._deadline = None
         self._timeout = self._initial_timeout
 
-    def _transmit_flight(self, now_ms):
+    def _transmit_flight(self):
         """(Re)protect every message of the flight with fresh sequence numbers and send."""
         self.stats.flights_sent += 1
-        for ws, ctype, payload in self._flight:
-            overhead = ws.overhead()
-            if ctype != rl.CT_HANDSHAKE or len(payload) + overhead <= self._mtu \
-                    or payload[0] == hs.HT_CLIENT_HELLO:  # never fragment a ClientHello
-                self._queue_record(ws.protect(ctype, payload))
-                continue
-            t, length, mseq, _, _ = hs.pull_header(payload, 0)
-            room = self._mtu - overhead - hs.HS_HEADER_LEN
-            for off in range(0, length, room):
-                frag = payload[hs.HS_HEADER_LEN + off:hs.HS_HEADER_LEN + off + room]
-                self._queue_record(ws.protect(ctype, hs.push_header(t, length, mseq, off, len(frag)) + frag))
+        for m in self._flight:
+            self._queue_message(m)
         self._flush()
-        self._deadline = now_ms + self._timeout
+        self._deadline = self._now + self._timeout
+
+    def _queue_message(self, m):
+        """m: (write_state, content_type, payload) of the flight."""
+        ws = m[0]
+        if m[1] == rl.CT_HANDSHAKE and len(m[2]) + ws.overhead() > self._mtu \
+                and m[2][0] != hs.HT_CLIENT_HELLO:  # never fragment a ClientHello
+            self._queue_fragments(ws, m[2])
+        else:
+            self._queue_record(ws.protect(m[1], m[2]))
+
+    def _queue_fragments(self, ws, payload):
+        t, length, mseq, _, _ = hs.pull_header(payload, 0)
+        room = self._mtu - ws.overhead() - hs.HS_HEADER_LEN
+        for off in range(0, length, room):
+            frag = payload[hs.HS_HEADER_LEN + off:hs.HS_HEADER_LEN + off + room]
+            self._queue_record(ws.protect(rl.CT_HANDSHAKE, hs.push_header(t, length, mseq, off, len(frag)) + frag))
 
     def _queue_record(self, rec):
         """Pack records into datagrams of at most mtu bytes; a record never spans two."""
@@ -542,6 +606,12 @@ class Connection:
         self._hs = None
         self._stop_flight()
         self._events.append((EVENT_CLOSED, error))
+
+
+def _drop_below(frags, mseq):
+    for k in list(frags):
+        if k < mseq:
+            del frags[k]
 
 
 def _add_range(ranges, start, end):

@@ -15,8 +15,7 @@ HEADER_LEN = const(13)  # type, version, epoch, sequence_number(48), length (RFC
 _MAX_SEQ = const(0xFFFFFFFFFFFF)
 _WINDOW = const(64)  # RFC 6347 4.1.2.6 minimum window size
 _WINDOW_MASK = const(0xFFFFFFFFFFFFFFFF)
-_DTLS12_HI = const(0xFE)
-_DTLS12_LO = const(0xFD)
+_DTLS12 = const(0xFEFD)
 
 SUITE_PSK_AES_128_CCM_8 = const(0xC0A8)  # RFC 6655, mandatory in RFC 7925
 SUITE_PSK_AES_128_CCM = const(0xC0A4)  # RFC 6655
@@ -89,35 +88,48 @@ class RecordCipher:
             return 8 + self._tag_len
         return 16 + 16 + self._tag_len  # explicit IV, up to a block of padding, MAC
 
+    # seal() and open() work on whole records and stay small: MicroPython puts larger frames
+    # on the heap (see dtls_lite/crypto.py), and this is the per-record path.
+
     def seal(self, ctype, seq_num, plaintext):
-        """seq_num: the 8-byte epoch||sequence_number. Returns the record fragment."""
-        if self._aead is not None:
-            # nonce = fixed IV || explicit nonce; we use epoch||seq as the explicit part, which
-            # is unique per key as long as (epoch, seq) never repeats (RFC 6655 3, RFC 5288 3).
-            ad = seq_num + struct.pack(">BBBH", ctype, _DTLS12_HI, _DTLS12_LO, len(plaintext))
-            return seq_num + self._aead.seal(self.fixed_iv + seq_num, ad, plaintext)
+        """seq_num: the 8-byte epoch||sequence_number. Returns the whole record."""
+        if self._aead is None:
+            return self._seal_cbc(ctype, seq_num, plaintext)
+        # nonce = fixed IV || explicit nonce; we use epoch||seq as the explicit part, which
+        # is unique per key as long as (epoch, seq) never repeats (RFC 6655 3, RFC 5288 3).
+        ad = _aad(seq_num, ctype, len(plaintext))
+        body = self._aead.seal(self.fixed_iv + seq_num, ad, plaintext)
+        return _header(ctype, seq_num, len(body) + 8) + seq_num + body
+
+    def open(self, rec):
+        """Plaintext of the whole record rec, or None when it does not authenticate."""
+        if self._aead is None:
+            return self._open_cbc(rec)
+        n = len(rec) - HEADER_LEN - 8 - self._tag_len
+        if n < 0:
+            return None
+        ad = _aad(rec[3:11], rec[0], n)
+        return self._aead.open(self.fixed_iv + rec[HEADER_LEN:HEADER_LEN + 8], ad, rec[HEADER_LEN + 8:])
+
+    def _seal_cbc(self, ctype, seq_num, plaintext):
         iv = self._rng(16)
         pad = 15 - (len(plaintext) + (0 if self.etm else 32)) % 16
         if self.etm:  # RFC 7366 3: MAC over the IV and ciphertext
             body = iv + crypto.aes_cbc_encrypt(self.enc_key, iv, plaintext + bytes([pad]) * (pad + 1))
-            mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, len(body)) + body)
-            return body + mac
-        mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, len(plaintext)) + plaintext)
-        return iv + crypto.aes_cbc_encrypt(self.enc_key, iv, plaintext + mac + bytes([pad]) * (pad + 1))
+            body += crypto.hmac_sha256(self.mac_key, _aad(seq_num, ctype, len(body)) + body)
+        else:
+            mac = crypto.hmac_sha256(self.mac_key, _aad(seq_num, ctype, len(plaintext)) + plaintext)
+            body = iv + crypto.aes_cbc_encrypt(self.enc_key, iv, plaintext + mac + bytes([pad]) * (pad + 1))
+        return _header(ctype, seq_num, len(body)) + body
 
-    def open(self, ctype, seq_num, fragment):
-        """Plaintext, or None when the fragment does not authenticate."""
-        if self._aead is not None:
-            n = len(fragment) - 8 - self._tag_len
-            if n < 0:
-                return None
-            ad = seq_num + struct.pack(">BBBH", ctype, _DTLS12_HI, _DTLS12_LO, n)
-            return self._aead.open(self.fixed_iv + fragment[:8], ad, fragment[8:])
+    def _open_cbc(self, rec):
+        seq_num = rec[3:11]
+        fragment = rec[HEADER_LEN:]
         if self.etm:
             n = len(fragment) - 32
             if n < 32 or n % 16:
                 return None
-            mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, n) + fragment[:n])
+            mac = crypto.hmac_sha256(self.mac_key, _aad(seq_num, rec[0], n) + fragment[:n])
             if not crypto.ct_equal(mac, fragment[n:]):
                 return None
             plain = crypto.aes_cbc_decrypt(self.enc_key, fragment[:16], fragment[16:n])
@@ -133,14 +145,24 @@ class RecordCipher:
         # (RFC 5246 6.2.3.2); DTLS drops bad records silently, which blunts timing further.
         good = pad + 33 <= len(plain) and plain[-pad - 1:] == bytes([pad]) * (pad + 1)
         n = len(plain) - pad - 33 if good else len(plain) - 32
-        mac = crypto.hmac_sha256(self.mac_key, self._mac_header(seq_num, ctype, n) + plain[:n])
+        mac = crypto.hmac_sha256(self.mac_key, _aad(seq_num, rec[0], n) + plain[:n])
         if crypto.ct_equal(mac, plain[n:n + 32]) and good:
             return plain[:n]
         return None
 
-    @staticmethod
-    def _mac_header(seq_num, ctype, length):
-        return seq_num + struct.pack(">BBBH", ctype, _DTLS12_HI, _DTLS12_LO, length)
+
+def _seq_num(epoch, seq):
+    return struct.pack(">HHI", epoch, seq >> 32, seq & 0xFFFFFFFF)
+
+
+def _header(ctype, seq_num, length):
+    """The record header (RFC 6347 4.1): type, version, epoch||sequence_number, length."""
+    return struct.pack(">BH8sH", ctype, _DTLS12, seq_num, length)
+
+
+def _aad(seq_num, ctype, length):
+    """AEAD additional data and CBC MAC header alike (RFC 5246 6.2.3): seq_num, type, version, length."""
+    return struct.pack(">8sBHH", seq_num, ctype, _DTLS12, length)
 
 
 class WriteState:
@@ -157,10 +179,10 @@ class WriteState:
         if seq >= _MAX_SEQ:
             raise OverflowError("sequence numbers of epoch %d exhausted" % self.epoch)
         self.seq = seq + 1
-        seq_num = struct.pack(">HHI", self.epoch, seq >> 32, seq & 0xFFFFFFFF)
+        seq = _seq_num(self.epoch, seq)
         if self.cipher is not None:
-            payload = self.cipher.seal(ctype, seq_num, payload)
-        return struct.pack(">BBB", ctype, _DTLS12_HI, _DTLS12_LO) + seq_num + struct.pack(">H", len(payload)) + payload
+            return self.cipher.seal(ctype, seq, payload)
+        return _header(ctype, seq, len(payload)) + payload
 
     def overhead(self):
         return HEADER_LEN + (self.cipher.overhead() if self.cipher is not None else 0)
@@ -190,21 +212,35 @@ class ReadState:
         else:
             self.window |= 1 << (self.max_seq - seq)
 
-    def unprotect(self, ctype, seq_num, seq, fragment):
-        """Plaintext of an authentic, fresh record, else None (caller counts the drop)."""
+    def open(self, rec):
+        """Plaintext of the whole record rec (header included; the caller checked its epoch)
+        if it is authentic and fresh, else None (the caller counts the drop)."""
         if self.cipher is None:
-            return fragment  # epoch 0: nothing to check; handshake layer drops duplicates
+            return rec[HEADER_LEN:]  # epoch 0: nothing to check; handshake layer drops duplicates
+        seq = int.from_bytes(rec[5:11], "big")
         if self.is_replay(seq):
             return None
-        plain = self.cipher.open(ctype, seq_num, fragment)
+        plain = self.cipher.open(rec)
         if plain is not None:
             self.mark(seq)
         return plain
 
+    def unprotect(self, ctype, seq_num, seq, fragment):
+        """open() for a caller that split the record: seq is the sequence number in seq_num."""
+        if self.cipher is None:
+            return fragment
+        rec = _header(ctype, seq_num, len(fragment)) + fragment
+        return self.open(rec)
 
-def parse_header(data, off):
-    """(ctype, version, epoch, seq, seq_num bytes, length) of the record at off, or None."""
-    if len(data) - off < HEADER_LEN:
-        return None
-    ctype, major, minor, epoch, seq_hi, seq_lo, length = struct.unpack_from(">BBBHHIH", data, off)
-    return ctype, (major << 8) | minor, epoch, (seq_hi << 32) | seq_lo, data[off + 3:off + 11], length
+
+def record_end(data, off):
+    """Offset just past the record that starts at off, or -1 if data does not hold all of it."""
+    end = off + HEADER_LEN
+    if end > len(data):
+        return -1
+    end += (data[end - 2] << 8) | data[end - 1]
+    return end if end <= len(data) else -1
+
+
+def record_epoch(rec):
+    return (rec[3] << 8) | rec[4]
