@@ -124,22 +124,29 @@ class DTLSClient:
         if self._sock is None:
             raise ConnectionClosed("client is closed")
         self._transmit()
-        now = self._clock.now()
-        wake = self.conn.timer()
-        if deadline is not None and (wake is None or deadline < wake):
-            wake = deadline
-        self._sock.settimeout(None if wake is None else max(wake - now, 1) / 1000)
-        try:
-            data = self._sock.recv(2048)
-        except OSError as e:
-            if not _is_timeout(e):
-                raise
-            data = None
+        data = self._recv(deadline)
         now = self._clock.now()
         if data is not None:
             self.conn.receive(data, now)
+            self._transmit()  # the answer goes out first: the peer is waiting for it
         self.conn.handle_timer(now)
         self._transmit()
+        self._handle_events()
+
+    def _recv(self, deadline):
+        """One datagram, or None once the connection's timer or the deadline is due."""
+        wake = self.conn.timer()
+        if deadline is not None and (wake is None or deadline < wake):
+            wake = deadline
+        self._sock.settimeout(None if wake is None else max(wake - self._clock.now(), 1) / 1000)
+        try:
+            return self._sock.recv(2048)
+        except OSError as e:
+            if not _is_timeout(e):
+                raise
+        return None
+
+    def _handle_events(self):
         while True:
             ev = self.conn.next_event()
             if ev is None:
