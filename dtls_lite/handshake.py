@@ -55,6 +55,10 @@ class Reader:
         self.pos = p + n
         return p
 
+    def pull(self, fmt, size):
+        """The fields of struct format fmt (size bytes long) at the current position."""
+        return struct.unpack_from(fmt, self.data, self._take(size))
+
     def pull_uint8(self):
         return self.data[self._take(1)]
 
@@ -99,24 +103,12 @@ def whole_message(msg_type, message_seq, body):
 
 
 def client_hello_body(client_random, session_id, cookie, suites, offer_etm):
-    # extensions: extended_master_secret, then encrypt_then_mac if offered; both empty
-    ext = _EXTENSIONS_EMS_ETM if offer_etm else _EXTENSIONS_EMS
     n = len(suites) + 1  # + the renegotiation SCSV
-    b = bytearray(40 + len(session_id) + len(cookie) + 2 * n + len(ext))
-    b[0:34] = struct.pack(">H32s", _DTLS12, client_random)
-    p = 35 + len(session_id)
-    b[34] = len(session_id)
-    b[35:p] = session_id
-    b[p] = len(cookie)
-    b[p + 1:p + 1 + len(cookie)] = cookie
-    p += 1 + len(cookie)
-    struct.pack_into(">H", b, p, 2 * n)
-    for s in suites:
-        p += 2
-        struct.pack_into(">H", b, p, s)
-    struct.pack_into(">HH", b, p + 2, _SCSV_RENEGOTIATION, 0x0100)  # + compression: null only
-    b[p + 6:] = ext
-    return b
+    return b"".join((struct.pack(">H32sB", _DTLS12, client_random, len(session_id)), session_id,
+                     bytes((len(cookie),)), cookie,
+                     struct.pack(">%dH" % (n + 1), 2 * n, *suites, _SCSV_RENEGOTIATION),
+                     b"\x01\x00",  # compression methods: null only
+                     _EXTENSIONS_EMS_ETM if offer_etm else _EXTENSIONS_EMS))
 
 
 def parse_hello_verify_request(body):
@@ -133,26 +125,17 @@ def parse_hello_verify_request(body):
 
 
 class ServerHello:
+    ems = False  # class defaults: an instance stores only the extensions it saw
+    etm = False
+    secure_renegotiation = False
+
     def __init__(self, body, offered_suites, offered_etm):
         r = Reader(body)
-        version = r.pull_uint16()
-        self.server_random = r.pull_bytes(32)
-        self.session_id = r.pull_vector8()
-        self.suite = r.pull_uint16()
-        compression = r.pull_uint8()
-        self.ems = False
-        self.etm = False
-        self.secure_renegotiation = False
+        version, self.server_random, n = r.pull(">H32sB", 35)
+        self.session_id = r.pull_bytes(n)
+        self.suite, compression = r.pull(">HB", 3)
         if not r.eof():
-            exts = Reader(r.pull_vector16())
-            seen = []
-            while not exts.eof():
-                ext_type = exts.pull_uint16()
-                data = exts.pull_vector16()
-                if ext_type in seen:
-                    raise ProtocolError(ALERT_DECODE_ERROR, "duplicate extension %d" % ext_type)
-                seen.append(ext_type)
-                self._extension(ext_type, data, offered_etm)
+            self._extensions(Reader(r.pull_vector16()), offered_etm)
         r.expect_eof()
         if version != _DTLS12:
             raise ProtocolError(ALERT_PROTOCOL_VERSION, "server chose version 0x%04X, not DTLS 1.2" % version)
@@ -162,6 +145,16 @@ class ServerHello:
             raise ProtocolError(ALERT_ILLEGAL_PARAMETER, "server chose suite 0x%04X we did not offer" % self.suite)
         if compression != 0:
             raise ProtocolError(ALERT_ILLEGAL_PARAMETER, "server chose compression %d" % compression)
+
+    def _extensions(self, exts, offered_etm):
+        seen = []
+        while not exts.eof():
+            ext_type, n = exts.pull(">HH", 4)
+            data = exts.pull_bytes(n)
+            if ext_type in seen:
+                raise ProtocolError(ALERT_DECODE_ERROR, "duplicate extension %d" % ext_type)
+            seen.append(ext_type)
+            self._extension(ext_type, data, offered_etm)
 
     def _extension(self, ext_type, data, offered_etm):
         if ext_type == EXT_RENEGOTIATION_INFO:
