@@ -43,8 +43,10 @@ _MAX_PLAINTEXT = const(16384)
 _MAX_BUFFERED_MESSAGES = const(8)
 _MAX_EARLY_RECORDS = const(4)
 _MAX_HELLO_VERIFY = const(4)
-# Fatal alerts a server sends when it cannot verify our Finished or does not know our identity.
-_PSK_REJECTED = (20, 40, 51, 115)  # bad_record_mac, handshake_failure, decrypt_error, unknown_psk_identity
+# Fatal alerts a server sends when it cannot verify our Finished or does not know our identity:
+# bad_record_mac, handshake_failure, decrypt_error, internal_error (pion/dtls, for an unknown
+# identity), unknown_psk_identity.
+_PSK_REJECTED = (20, 40, 51, 80, 115)
 
 
 class Stats:
@@ -493,6 +495,8 @@ class Connection:
     def _send_client_finished_flight(self):
         self.identity_hint = self._hs.identity_hint
         cke = self._next_message(hs.HT_CLIENT_KEY_EXCHANGE, hs.client_key_exchange_body(self.identity))
+        # CKE and CCS go out in epoch 0: this list keeps the epoch-0 state, which _derive_keys
+        # then replaces with epoch 1 for the Finished.
         flight = [(self._write, rl.CT_HANDSHAKE, cke), (self._write, rl.CT_CHANGE_CIPHER_SPEC, b"\x01")]
         # One hash serves as RFC 7627's session_hash and as our Finished's transcript hash:
         # both cover every message up to and including the ClientKeyExchange.

@@ -225,12 +225,6 @@ class ReadState:
             self.mark(seq)
         return plain
 
-    def unprotect(self, ctype, seq_num, seq, fragment):
-        """open() for a caller that split the record: seq is the sequence number in seq_num."""
-        if self.cipher is None:
-            return fragment
-        rec = _header(ctype, seq_num, len(fragment)) + fragment
-        return self.open(rec)
 
 
 def record_end(data, off):

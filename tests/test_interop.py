@@ -140,13 +140,14 @@ def test_wrong_psk_is_reported_as_such(runtime, server):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_unknown_identity_against_mbedtls(runtime):
-    with peers.mbedtls_server() as srv:
+@pytest.mark.parametrize("server,alert", [("mbedtls", 115), ("pion", 80)])  # unknown_psk_identity, internal_error
+def test_unknown_identity(runtime, server, alert):
+    with peers.SERVERS[server]() as srv:
         srv_identity = srv.identity
         srv.identity = "nobody"
         try:
             report = run_client(runtime, srv, "--timeout-ms", "100", "--retransmits", "2")
         finally:
             srv.identity = srv_identity
-    assert report["error"] == "AlertReceived" and report["alert"] == 115  # unknown_psk_identity
+    assert report["error"] == "AlertReceived" and report["alert"] == alert
     assert "wrong PSK or identity" in report["message"]

@@ -111,8 +111,8 @@ class FakeServer:
         answer = []
         for ctype, epoch, seq, frag in records(datagram):
             if epoch == 1 and self.read is not None:
-                seq_num = struct.pack(">HHI", epoch, seq >> 32, seq & 0xFFFFFFFF)
-                plain = self.read.unprotect(ctype, seq_num, seq, frag)
+                rec = struct.pack(">BHHHIH", ctype, 0xFEFD, epoch, seq >> 32, seq & 0xFFFFFFFF, len(frag)) + frag
+                plain = self.read.open(rec)
                 if plain is None:
                     continue
                 self.received.append((ctype, plain))
