@@ -3,9 +3,11 @@ port, and MicroPython's built-in `tls` DTLS-PSK client (C Mbed TLS) as the refer
 against OpenSSL s_server on loopback in the same run.
 
 - wall time: measured inside the client process around the handshake call;
-- CPU time: the client process's user+sys time read by this parent (rusage of the waited
-  child), minus the least of three same-runtime runs that only import, divided by the
-  handshake count (process start-up noise is a few ms: use enough handshakes);
+- CPU time: the client process's CPU time (user+sys, all its threads) read by this parent
+  from /proc/<pid>/task/*/schedstat (nanoseconds) just before and just after each handshake
+  (the worker waits on stdin in between): start-up and imports are not counted;
+- on MicroPython our client and the built-in alternate handshake by handshake in one process,
+  so machine slowdowns (this 2-core machine has phases ~1.7x apart) hit both alike;
 - wire: datagrams and DTLS payload bytes both ways of one handshake (no close_notify),
   counted by a UDP relay in this process.
 Each handshake gets a fresh server: they serve one association at a time and the built-in
@@ -13,7 +15,6 @@ client does not end its association when closed.
 """
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -80,75 +81,110 @@ class Relay:
         self.sock.close()
 
 
-def _run_worker(exe, mode, ports, suite=None, close=True):
-    argv = [exe, WORKER, mode, "127.0.0.1", ",".join(str(p) for p in ports), peers.IDENTITY, peers.PSK_HEX]
-    if suite:
-        argv.append(suite)
+def _cpu_ns(pid):
+    """CPU time of every thread of process pid so far (Linux scheduler accounting, ns)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def _run_worker(exe, jobs, close=True):
+    """Run the worker on [(client, port)]; returns (per-job [(wall_ms, cpu_ms)], final report)."""
+    argv = [exe, WORKER, "127.0.0.1", peers.IDENTITY, peers.PSK_HEX] + ["%s:%d" % j for j in jobs]
     if not close:
         argv.append("--no-close")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode != 0:
-        raise SystemExit("benchmark worker failed (%s %s):\n%s%s" % (exe, mode, p.stdout, p.stderr))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(p.stdout.strip().splitlines()[-1]), cpu
+    p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    results = []
+    try:
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit("benchmark worker did not start (%s): %s" % (exe, p.communicate(timeout=10)))
+        for _ in jobs:
+            cpu0 = _cpu_ns(p.pid)
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            line = p.stdout.readline().split()
+            cpu1 = _cpu_ns(p.pid)
+            if len(line) != 2 or line[0] != "done":
+                raise SystemExit("benchmark worker failed (%s): %s %s" % (exe, line, p.communicate(timeout=10)))
+            results.append((int(line[1]) / 1000.0, (cpu1 - cpu0) / 1e6))
+        report = json.loads(p.stdout.readline())
+        p.stdin.write("end\n")
+        p.stdin.flush()
+        p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return results, report
 
 
-def _measure(exe, mode, n, suite):
-    with ExitStack() as stack:
-        servers = [stack.enter_context(peers.openssl_server(ciphers=CIPHERS)) for _ in range(n)]
-        out, cpu = _run_worker(exe, mode, [s.port for s in servers], suite)
-    # same runtime and imports, no handshake; start-up time varies, so take the least of three
-    cpu0 = min(_run_worker(exe, mode, [], suite)[1] for _ in range(3))
+def _wire(exe, client):
+    """Datagrams and bytes of one handshake (no close_notify) through a counting relay."""
     with peers.openssl_server(ciphers=CIPHERS) as srv:
         relay = Relay(srv.port)
         try:
-            _run_worker(exe, mode, [relay.port], suite, close=False)
+            _run_worker(exe, [(client, relay.port)], close=False)
         finally:
             relay.close()
-    wall = [u / 1000.0 for u in out["wall_us"]]
+    return relay
+
+
+def _row(client, runtime, results, report, relay):
+    wall = [w for w, _ in results]
+    cpu = [c for _, c in results]
     return {
-        "client": mode, "runtime": out["runtime"], "handshakes": n,
-        "suite": out.get("cipher") or "TLS_PSK_WITH_AES_128_CCM_8",
+        "client": client, "runtime": runtime, "handshakes": len(results),
+        "suite": report.get("cipher") if client == "builtin" else "TLS_PSK_WITH_AES_128_CCM_8",
         "wall_ms_median": round(statistics.median(wall), 3), "wall_ms_min": round(min(wall), 3),
         "wall_ms_max": round(max(wall), 3),
-        "cpu_ms_per_handshake": round(max(cpu - cpu0, 0.0) * 1000 / n, 3),
+        "cpu_ms_median": round(statistics.median(cpu), 3), "cpu_ms_mean": round(statistics.mean(cpu), 3),
         "datagrams": relay.up[0] + relay.down[0], "bytes": relay.up[1] + relay.down[1],
         "client_datagrams": relay.up[0], "client_bytes": relay.up[1],
-        "stats": out["stats"][0] if out["stats"] else None,
+        "stats": report.get("stats") if client == "dtls-lite" else None,
     }
 
 
-def bench_handshake(n=10):
+def bench_handshake(n=30):
+    mp = micropython()
+    with ExitStack() as stack:
+        servers = [stack.enter_context(peers.openssl_server(ciphers=CIPHERS)) for _ in range(3 * n)]
+        ports = [s.port for s in servers]
+        cp_results, cp_report = _run_worker(sys.executable, [("dtls-lite", p) for p in ports[:n]])
+        # On MicroPython the two clients alternate, so both meet the same machine conditions.
+        jobs = [(("dtls-lite", "builtin")[i % 2], p) for i, p in enumerate(ports[n:])]
+        mp_results, mp_report = _run_worker(mp, jobs)
     rows = [
-        _measure(sys.executable, "dtls-lite", n, CCM_8),
-        _measure(micropython(), "dtls-lite", n, CCM_8),
-        _measure(micropython(), "builtin", n, None),
+        _row("dtls-lite", "cpython", cp_results, cp_report, _wire(sys.executable, "dtls-lite")),
+        _row("dtls-lite", "micropython", mp_results[0::2], mp_report, _wire(mp, "dtls-lite")),
+        _row("builtin", "micropython", mp_results[1::2], mp_report, _wire(mp, "builtin")),
     ]
-    ref = rows[2]
-    mp = rows[1]
-    checks = {
-        "mp_wall_median_le_builtin": mp["wall_ms_median"] <= ref["wall_ms_median"],
-        "mp_cpu_le_3x_builtin": mp["cpu_ms_per_handshake"] <= 3 * ref["cpu_ms_per_handshake"],
-        "mp_bytes_le_builtin": mp["bytes"] <= ref["bytes"],
-    }
-    return {"rows": rows, "targets": checks,
+    ours, ref = rows[1], rows[2]
+    return {"rows": rows,
+            "targets": {
+                "mp_wall_median_le_builtin": ours["wall_ms_median"] <= ref["wall_ms_median"],
+                "mp_cpu_le_3x_builtin": ours["cpu_ms_median"] <= 3 * ref["cpu_ms_median"],
+                "mp_bytes_le_builtin": ours["bytes"] <= ref["bytes"]},
             "ratios_vs_builtin": {
-                "wall": round(mp["wall_ms_median"] / ref["wall_ms_median"], 3),
-                "cpu": round(mp["cpu_ms_per_handshake"] / max(ref["cpu_ms_per_handshake"], 1e-9), 3),
-                "bytes": round(mp["bytes"] / ref["bytes"], 3)}}
+                "wall": round(ours["wall_ms_median"] / ref["wall_ms_median"], 3),
+                "cpu": round(ours["cpu_ms_median"] / ref["cpu_ms_median"], 3),
+                "bytes": round(ours["bytes"] / ref["bytes"], 3)}}
 
 
 def print_handshake(res):
-    print("Full PSK handshake against OpenSSL s_server on loopback (%d handshakes each, fresh server each)"
-          % res["rows"][0]["handshakes"])
+    print("Full PSK handshake against OpenSSL s_server on loopback (%d handshakes each, fresh server"
+          " each; on MicroPython the two clients alternate)" % res["rows"][0]["handshakes"])
     print("  %-10s %-12s %-32s %9s %9s %9s %6s %6s" % ("client", "runtime", "suite", "wall med", "wall min",
-                                                       "cpu/hs", "dgrams", "bytes"))
+                                                       "cpu med", "dgrams", "bytes"))
     for r in res["rows"]:
         print("  %-10s %-12s %-32s %7.2fms %7.2fms %7.2fms %6d %6d" % (
             r["client"], r["runtime"], r["suite"], r["wall_ms_median"], r["wall_ms_min"],
-            r["cpu_ms_per_handshake"], r["datagrams"], r["bytes"]))
+            r["cpu_ms_median"], r["datagrams"], r["bytes"]))
     ra = res["ratios_vs_builtin"]
     print("  dtls-lite on MicroPython vs built-in tls: wall x%.2f, cpu x%.2f, bytes x%.2f"
           % (ra["wall"], ra["cpu"], ra["bytes"]))

@@ -1,7 +1,12 @@
-# Handshake benchmark worker: runs under MicroPython or CPython, one JSON line on stdout.
-#   bench_handshake_worker.py MODE HOST PORTS IDENTITY PSK_HEX [SUITE_HEX]
-# MODE: "dtls-lite" (our client) or "builtin" (MicroPython's tls module, C Mbed TLS).
-# PORTS: comma-separated, one fresh server per handshake; empty = import only (CPU baseline).
+# Handshake benchmark worker: runs under MicroPython or CPython, driven over stdin/stdout.
+#   bench_handshake_worker.py HOST IDENTITY PSK_HEX [--no-close] CLIENT:PORT ...
+# CLIENT: "dtls-lite" (our client, CCM_8) or "builtin" (MicroPython's tls module, C Mbed TLS).
+# One handshake per CLIENT:PORT, each on its own fresh server, in the order given (so two
+# clients can alternate and meet the same machine conditions).
+# Protocol: the worker prints "ready" once imported; then per handshake it waits for a line on
+# stdin, runs the handshake and prints "done WALL_US", so the parent can read this process's
+# CPU time around exactly that handshake. At the end it prints one JSON line with the stats
+# of the first dtls-lite handshake and the built-in's cipher, and waits for a last line.
 # --no-close: leave without close_notify, so a byte count covers the handshake alone.
 import json
 import socket
@@ -22,41 +27,64 @@ _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 sys.path.insert(0, _here.rsplit("/", 1)[0] if "/" in _here else (".." if _here == "." else "."))
 
 
+def _say(line):
+    sys.stdout.write(line + "\n")
+    try:
+        sys.stdout.flush()
+    except AttributeError:  # MicroPython's stdout is unbuffered
+        pass
+
+
+def run_dtls_lite(host, port, identity, psk, close, out):
+    from dtls_lite.client import DTLSClient
+    from dtls_lite.record import SUITE_PSK_AES_128_CCM_8
+    c = DTLSClient(host, port, identity, psk, connect=False, suites=[SUITE_PSK_AES_128_CCM_8])
+    t0 = ticks_us()
+    c.connect()
+    wall = ticks_diff(ticks_us(), t0)
+    if "stats" not in out:
+        out["stats"] = c.stats.as_dict()
+    if close:
+        c.close()
+    return wall
+
+
+def run_builtin(host, port, identity, psk, close, out):
+    import tls
+    ctx = tls.SSLContext(tls.PROTOCOL_DTLS_CLIENT)
+    ctx.verify_mode = tls.CERT_NONE
+    ctx.psk_identity = identity
+    ctx.psk_key = psk
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(socket.getaddrinfo(host, port)[0][-1])
+    t0 = ticks_us()
+    ss = ctx.wrap_socket(s)  # runs the whole handshake
+    wall = ticks_diff(ticks_us(), t0)
+    out["cipher"] = ss.cipher()[0]
+    if close:
+        ss.close()
+    return wall
+
+
 def main(argv):
     close = "--no-close" not in argv
     argv = [a for a in argv if a != "--no-close"]
-    mode, host, ports, identity, psk = argv[0], argv[1], argv[2], argv[3], bytes.fromhex(argv[4])
-    ports = [int(p) for p in ports.split(",") if p]
-    out = {"mode": mode, "runtime": sys.implementation.name, "wall_us": [], "stats": []}
-    if mode == "dtls-lite":
-        from dtls_lite.client import DTLSClient
-        suites = [int(argv[5], 16)] if len(argv) > 5 else None
-        for port in ports:
-            c = DTLSClient(host, port, identity, psk, connect=False, suites=suites)
-            t0 = ticks_us()
-            c.connect()
-            out["wall_us"].append(ticks_diff(ticks_us(), t0))
-            out["stats"].append(c.stats.as_dict())
-            if close:
-                c.close()
-    elif mode == "builtin":
-        import tls
-        for port in ports:
-            ctx = tls.SSLContext(tls.PROTOCOL_DTLS_CLIENT)
-            ctx.verify_mode = tls.CERT_NONE
-            ctx.psk_identity = identity
-            ctx.psk_key = psk
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.connect(socket.getaddrinfo(host, port)[0][-1])
-            t0 = ticks_us()
-            ss = ctx.wrap_socket(s)  # runs the whole handshake
-            out["wall_us"].append(ticks_diff(ticks_us(), t0))
-            out["cipher"] = ss.cipher()[0] if hasattr(ss, "cipher") else None
-            if close:
-                ss.close()
-    else:
-        raise SystemExit("unknown mode " + mode)
-    print(json.dumps(out))
+    host, identity, psk = argv[0], argv[1], bytes.fromhex(argv[2])
+    jobs = []
+    for item in argv[3:]:
+        name, port = item.split(":")
+        jobs.append(({"dtls-lite": run_dtls_lite, "builtin": run_builtin}[name], int(port)))
+    out = {"runtime": sys.implementation.name}
+    if any(fn is run_builtin for fn, _ in jobs):
+        import tls  # noqa: F401  (import cost outside the measured handshakes)
+    if any(fn is run_dtls_lite for fn, _ in jobs):
+        import dtls_lite.client  # noqa: F401
+    _say("ready")
+    for fn, port in jobs:
+        sys.stdin.readline()
+        _say("done %d" % fn(host, port, identity, psk, close, out))
+    _say(json.dumps(out))
+    sys.stdin.readline()
 
 
 main(sys.argv[1:])
