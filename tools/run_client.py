@@ -9,19 +9,7 @@
 import json
 import sys
 
-try:
-    from time import ticks_diff, ticks_us
-except ImportError:  # CPython
-    from time import perf_counter_ns
-
-    def ticks_us():
-        return perf_counter_ns() // 1000
-
-    def ticks_diff(a, b):
-        return a - b
-
-_here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-sys.path.insert(0, _here.rsplit("/", 1)[0] if "/" in _here else (".." if _here == "." else "."))
+from runtime import ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
 
 from dtls_lite.client import DTLSClient  # noqa: E402
 from dtls_lite.connection import ST_CLOSED  # noqa: E402
