@@ -360,6 +360,23 @@ def pion_server(cookie=True, psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1
         yield srv
 
 
+@contextlib.contextmanager
+def coap_server(backend="openssl", psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1"):
+    """libcoap 4.3 `coap-server-<backend>` (openssl or gnutls): a CoAP server whose coaps
+    (CoAP over DTLS, RFC 7252 9) port is .port; it accepts any identity with the PSK.
+    Answers GET /time with 2.05 Content and the time, GET /.well-known/core with its links.
+    Its plain CoAP port (.port - 1) is also bound; tests never use it.
+    """
+    binary = find_binary("coap-server-" + backend)
+    psk = bytes.fromhex(psk_hex)
+
+    def argv(port):
+        return [binary, "-A", host, "-p", str(port - 1), "-k", psk.decode("latin-1"), "-v", "4"]
+
+    with _serve("coap-" + backend, host, psk_hex, identity, argv) as srv:
+        yield srv
+
+
 SERVERS = {"openssl": openssl_server, "gnutls": gnutls_server, "mbedtls": mbedtls_server,
            "pion": pion_server}
 

@@ -120,6 +120,26 @@ def test_pion(runtime, suite, cookie):
         check_echo(report, srv, suite, cookie=cookie)
 
 
+# CoAP (RFC 7252 3): version 1, confirmable, token length 1, GET; message ID 0x1234, token
+# 0x77; option Uri-Path (11) "time".
+COAP_GET_TIME = "41011234" + "77" + "b4" + b"time".hex()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("backend", ["openssl", "gnutls"])
+def test_coap_over_dtls_with_libcoap(runtime, backend):
+    """What sensor nodes do: a CoAP request over DTLS to libcoap's coap-server."""
+    with peers.coap_server(backend) as srv:
+        report = run_client(runtime, srv, "--send-hex", COAP_GET_TIME)
+    assert report["ok"], report
+    assert report["suite"] == NAMES[CCM_8]
+    reply = bytes.fromhex(report["received"][0])
+    # piggybacked ACK (type 2), same message ID and token, code 2.05 Content, payload after 0xFF
+    assert reply[0] >> 4 == 0x6 and reply[1] == (2 << 5) | 5, reply
+    assert reply[2:4] == b"\x12\x34" and reply[4:5] == b"\x77", reply
+    assert b"\xff" in reply and len(reply.split(b"\xff", 1)[1]) > 0, reply
+
+
 WRONG_PSK = "00112233445566778899"
 
 

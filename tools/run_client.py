@@ -3,6 +3,7 @@
 #
 #   micropython tools/run_client.py HOST PORT IDENTITY PSK_HEX [options]
 #   options: --suite HEX (repeatable)  --send TEXT (repeatable; each waits for one reply)
+#            --send-hex HEX (binary payload; its reply is reported as hex)
 #            --bind HOST:PORT  --mtu N  --timeout-ms N  --retransmits N  --reply-ms N
 #            --handshakes N (fresh connections, for timing)  --no-close
 #            --expect-close (after the exchanges, wait for the server's close_notify)
@@ -30,7 +31,9 @@ def parse(argv):
         if a == "--suite":
             o["suites"].append(int(v, 16))
         elif a == "--send":
-            o["send"].append(v.encode())
+            o["send"].append((v.encode(), False))
+        elif a == "--send-hex":
+            o["send"].append((bytes.fromhex(v), True))
         elif a == "--bind":
             h, p = v.rsplit(":", 1)
             o["bind"] = (h.strip("[]"), int(p))
@@ -70,10 +73,12 @@ def run(o):
             if len(result["handshake_us"]) < o["handshakes"]:
                 c.close()
         result["suite"] = suite_name(c.conn.suite)
-        for msg in o["send"]:
+        for msg, as_hex in o["send"]:
             c.send(msg)
             reply = c.recv(o["reply_ms"])
-            result["received"].append(None if reply is None else reply.decode())
+            if reply is not None:
+                reply = reply.hex() if as_hex else reply.decode()
+            result["received"].append(reply)
         if o["expect_close"]:
             result["peer_closed"] = c.recv(o["reply_ms"]) == b""
         if o["close"]:
