@@ -4,7 +4,7 @@ import socket
 import time
 
 from dtls_lite import connection as cn
-from dtls_lite.errors import ConnectionClosed, UsageError
+from dtls_lite.errors import ConnectionClosed, HandshakeTimeout, UsageError
 
 try:
     _ticks_ms = time.ticks_ms
@@ -29,6 +29,14 @@ class _Clock:
         self._now += _ticks_diff(t, self._last)
         self._last = t
         return self._now
+
+
+_ECONNREFUSED = 111  # Linux and lwIP (ESP32) alike
+
+
+def _is_refused(e):
+    # An ICMP port unreachable for an earlier datagram, reported on a connected UDP socket.
+    return e.args and e.args[0] == _ECONNREFUSED
 
 
 def _is_timeout(e):
@@ -57,8 +65,10 @@ class DTLSClient:
     def __init__(self, host, port, identity, psk, bind=None, connect=True, **options):
         self.conn = cn.Connection(identity, psk, **options)
         family, self.server = resolve(host, port)
+        self._where = "%s port %d" % (host, port)
         self._clock = _Clock()
         self._rx = []
+        self.port_unreachable = 0  # ICMP port-unreachable reports seen (no server listening?)
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             if bind is not None:
@@ -117,7 +127,14 @@ class DTLSClient:
 
     def _transmit(self):
         for d in self.conn.datagrams_to_send():
-            self._sock.send(d)
+            try:
+                self._sock.send(d)
+            except OSError as e:
+                # ICMP errors are unauthenticated and often transient (server restarting):
+                # count them and let the retransmission timer decide, as for a lost datagram.
+                if not _is_refused(e):
+                    raise
+                self.port_unreachable += 1
 
     def _pump(self, deadline):
         """Send what is queued, wait for one datagram or the next timer, handle events."""
@@ -142,7 +159,9 @@ class DTLSClient:
         try:
             return self._sock.recv(2048)
         except OSError as e:
-            if not _is_timeout(e):
+            if _is_refused(e):
+                self.port_unreachable += 1
+            elif not _is_timeout(e):
                 raise
         return None
 
@@ -154,4 +173,8 @@ class DTLSClient:
             if ev[0] == cn.EVENT_DATA:
                 self._rx.append(ev[1])
             elif ev[0] == cn.EVENT_CLOSED and ev[1] is not None:
-                raise ev[1]
+                err = ev[1]
+                if isinstance(err, HandshakeTimeout) and self.port_unreachable:
+                    err = HandshakeTimeout("%s; ICMP port unreachable %d times: is a server listening"
+                                           " on %s?" % (err, self.port_unreachable, self._where))
+                raise err

@@ -1,0 +1,29 @@
+# The blocking adapter over a real loopback UDP socket (both runtimes).
+from dtls_lite.client import DTLSClient
+from dtls_lite.errors import HandshakeTimeout, UsageError
+from fakeserver import IDENTITY, PSK
+
+_CLOSED_PORT = 1  # tcpmux: nothing listens on UDP port 1 of the loopback
+
+
+def test_no_server_times_out_and_says_port_unreachable():
+    c = DTLSClient("127.0.0.1", _CLOSED_PORT, IDENTITY, PSK, connect=False,
+                   initial_timeout_ms=20, max_retransmits=2)
+    try:
+        c.connect()
+        raise AssertionError("connected to nothing")
+    except HandshakeTimeout as e:
+        assert "port unreachable" in str(e) and "127.0.0.1 port 1" in str(e), str(e)
+        assert c.port_unreachable >= 1
+        assert c.stats.retransmissions == 2 and c.stats.datagrams_sent == 3
+    finally:
+        c.close()
+
+
+def test_misuse_is_a_usage_error():
+    for bad in ((b"", PSK), (IDENTITY, b"k" * 65)):
+        try:
+            DTLSClient("127.0.0.1", _CLOSED_PORT, bad[0], bad[1], connect=False)
+            raise AssertionError("accepted %r" % (bad,))
+        except UsageError:
+            pass
