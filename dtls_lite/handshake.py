@@ -127,7 +127,6 @@ def parse_hello_verify_request(body):
 class ServerHello:
     ems = False  # class defaults: an instance stores only the extensions it saw
     etm = False
-    secure_renegotiation = False
 
     def __init__(self, body, offered_suites, offered_etm):
         r = Reader(body)
@@ -161,7 +160,6 @@ class ServerHello:
             # RFC 5746 3.4: on an initial handshake renegotiated_connection must be empty.
             if data != b"\x00":
                 raise ProtocolError(ALERT_HANDSHAKE_FAILURE, "non-empty renegotiation_info")
-            self.secure_renegotiation = True
         elif ext_type == EXT_EXTENDED_MASTER_SECRET:
             if data:
                 raise ProtocolError(ALERT_DECODE_ERROR, "extended_master_secret with data")

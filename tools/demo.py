@@ -45,7 +45,7 @@ def report(name, r):
     st = r["stats"]
     print("%-12s %s, %s handshake%s in %.2f ms" % (
         name, r["suite"], st["handshake_kind"], " (with cookie exchange)" if st["hello_verify"] else "",
-        r["handshake_us"][0] / 1000.0))
+        r["handshake_us"] / 1000.0))
     print("%-12s wire: sent %d datagrams / %d B, received %d datagrams / %d B, %d retransmissions"
           % ("", st["datagrams_sent"], st["bytes_sent"], st["datagrams_received"], st["bytes_received"],
              st["retransmissions"]))

@@ -5,7 +5,6 @@
 #   options: --suite HEX (repeatable)  --send TEXT (repeatable; each waits for one reply)
 #            --send-hex HEX (binary payload; its reply is reported as hex)
 #            --bind HOST:PORT  --mtu N  --timeout-ms N  --retransmits N  --reply-ms N
-#            --handshakes N (fresh connections, for timing)  --no-close
 #            --expect-close (after the exchanges, wait for the server's close_notify)
 import json
 import sys
@@ -21,8 +20,8 @@ def parse(argv):
     if len(argv) < 4:
         raise SystemExit("usage: run_client.py HOST PORT IDENTITY PSK_HEX [options]")
     o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
-         "suites": [], "send": [], "bind": None, "options": {}, "reply_ms": 3000, "handshakes": 1,
-         "close": True, "expect_close": False}
+         "suites": [], "send": [], "bind": None, "options": {}, "reply_ms": 3000,
+         "expect_close": False}
     i = 4
     while i < len(argv):
         a = argv[i]
@@ -45,11 +44,6 @@ def parse(argv):
             o["options"]["max_retransmits"] = int(v)
         elif a == "--reply-ms":
             o["reply_ms"] = int(v)
-        elif a == "--handshakes":
-            o["handshakes"] = int(v)
-        elif a == "--no-close":
-            o["close"] = False
-            i -= 1
         elif a == "--expect-close":
             o["expect_close"] = True
             i -= 1
@@ -61,17 +55,14 @@ def parse(argv):
 
 
 def run(o):
-    result = {"runtime": sys.implementation.name, "received": [], "handshake_us": []}
+    result = {"runtime": sys.implementation.name, "received": []}
     c = None
     try:
-        for _ in range(o["handshakes"]):
-            t0 = ticks_us()
-            c = DTLSClient(o["host"], o["port"], o["identity"], o["psk"], bind=o["bind"], connect=False,
-                           **o["options"])
-            c.connect()
-            result["handshake_us"].append(ticks_diff(ticks_us(), t0))
-            if len(result["handshake_us"]) < o["handshakes"]:
-                c.close()
+        c = DTLSClient(o["host"], o["port"], o["identity"], o["psk"], bind=o["bind"], connect=False,
+                       **o["options"])
+        t0 = ticks_us()
+        c.connect()
+        result["handshake_us"] = ticks_diff(ticks_us(), t0)
         result["suite"] = suite_name(c.conn.suite)
         for msg, as_hex in o["send"]:
             c.send(msg)
@@ -81,8 +72,7 @@ def run(o):
             result["received"].append(reply)
         if o["expect_close"]:
             result["peer_closed"] = c.recv(o["reply_ms"]) == b""
-        if o["close"]:
-            c.close()
+        c.close()
         result["ok"] = True
     except Exception as e:  # reported, not raised: the caller checks the error type and text
         result["ok"] = False
