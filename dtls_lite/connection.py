@@ -107,7 +107,8 @@ class _Handshake:
 
 class Connection:
     def __init__(self, identity, psk, rng=None, suites=None, mtu=1200, initial_timeout_ms=1000,
-                 max_timeout_ms=60000, max_retransmits=6, max_handshake_size=4096):
+                 max_timeout_ms=60000, max_retransmits=6, max_handshake_size=4096, session=None,
+                 cid=b""):
         if isinstance(identity, str):
             identity = identity.encode()
         if not isinstance(identity, (bytes, bytearray)) or not 1 <= len(identity) <= 128:
@@ -139,6 +140,8 @@ class Connection:
         self._max_timeout = max_timeout_ms
         self._max_retransmits = max_retransmits
         self._max_hs = max_handshake_size
+        self._offer = session  # a stored Session to offer for resumption (RFC 5246 7.3)
+        self._cid = cid  # connection_id to offer (RFC 9146): b"" = zero-length, None = off
         self.state = ST_IDLE
         self.stats = Stats()
         self.error = None
@@ -512,8 +515,12 @@ class Connection:
         h.master = hs.master_secret(hs.psk_premaster(self._psk), transcript_hash if sh.ems else None,
                                     h.client_random, sh.server_random)
         kb = hs.key_block(h.master, h.client_random, sh.server_random, rl.key_block_len(sh.suite))
-        self._write, h.pending_read = rl.epoch_states(1, sh.suite, sh.etm, kb, self._rng)
+        self._write, h.pending_read = self._epoch_states(1, sh.suite, sh.etm, kb)
         return hs.verify_data(h.master, b"client finished", transcript_hash)
+
+    def _epoch_states(self, epoch, suite, etm, kb):
+        """(WriteState, ReadState) of a new epoch; the one place CIDs join the record states."""
+        return rl.epoch_states(epoch, suite, etm, kb, self._rng)
 
     def _next_message(self, msg_type, body):
         """Our next handshake message, whole, added to the transcript."""
