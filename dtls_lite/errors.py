@@ -39,6 +39,15 @@ class ConnectionClosed(DTLSError):
     """The connection is closed (close_notify or a fatal error); no more data can be sent."""
 
 
+class StateError(DTLSError):
+    """A saved-state blob was refused (dtls_lite/state.py); `reason` says why. The caller
+    does a full handshake instead."""
+
+    def __init__(self, reason):
+        super().__init__("saved state refused: " + reason)
+        self.reason = reason
+
+
 _ALERT_NAMES = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
     22: "record_overflow", 40: "handshake_failure", 42: "bad_certificate",
