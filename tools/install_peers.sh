@@ -30,7 +30,7 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script suppor
 
 # ---- 1. apt packages ------------------------------------------------------------------------
 PKGS=(openssl gnutls-bin cmake gcc make libc6-dev dpkg-dev xz-utils python3 ca-certificates
-      golang-go golang-github-pion-dtls.v2-dev libcoap3-bin)
+      golang-go golang-github-pion-dtls.v2-dev libcoap3-bin tcpdump tshark)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -45,7 +45,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
     log "apt packages already installed: ${PKGS[*]}"
 fi
-for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source go coap-server-openssl coap-server-gnutls; do
+for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source go coap-server-openssl coap-server-gnutls tcpdump tshark; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' still missing after apt-get install"
 done
 
