@@ -1,0 +1,250 @@
+# Saved-state blobs (dtls_lite/state.py): round trips, size bound, every refusal reason.
+# Runs under pytest and under the MicroPython unix port (plain asserts, no fixtures).
+import struct
+
+from dtls_lite import crypto
+from dtls_lite import record as rl
+from dtls_lite import state as sm
+from dtls_lite.errors import DTLSError, StateError, UsageError
+
+PSK = b"secretPSK"
+IDENTITY = b"Client_identity"
+KEY = sm.state_key(PSK, IDENTITY)
+SERVER6 = (sm.ip_bytes("2001:db8::1"), 5684)
+SERVER4 = (sm.ip_bytes("127.0.0.1"), 5684)
+FIELDS = ("session_id", "master_secret", "suite", "ems", "etm", "server", "has_connection",
+          "epoch", "key_block", "write_seq", "read_max_seq", "read_window", "write_cid",
+          "read_cid", "local", "last_exchange_s")
+
+
+def big_state(suite=rl.SUITE_PSK_AES_128_CCM_8):
+    """The largest CCM_8 state the issue names: IPv6 both ends, 32-byte ID, 20-byte CIDs."""
+    return sm.SavedState(
+        session_id=bytes(range(32)), master_secret=bytes(range(100, 148)), suite=suite,
+        ems=True, etm=suite == rl.SUITE_PSK_AES_128_CBC_SHA256, server=SERVER6,
+        has_connection=True, epoch=1, key_block=bytes(range(rl.key_block_len(suite))),
+        write_seq=1234567, read_max_seq=77, read_window=0xFFFFFFFFFFFFFFFF >> 3,
+        write_cid=b"\xc1" * 20, read_cid=b"\xc2" * 20, local=(sm.ip_bytes("fe80::2"), 40000),
+        last_exchange_s=1767225600)
+
+
+def session_state():
+    return sm.SavedState(session_id=b"\x5a" * 32, master_secret=b"\x01" * 48,
+                         suite=rl.SUITE_PSK_AES_128_CCM_8, ems=True, server=SERVER4)
+
+
+def same(a, b):
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, (bytes, bytearray)):
+            x = bytes(x)
+        assert x == y and type(x) is type(y), (name, x, y)
+
+
+def raises(exc, fn, *args):
+    try:
+        fn(*args)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised" % exc.__name__)
+
+
+def refused(blob, key=KEY, server=SERVER6):
+    e = raises(StateError, sm.load, key, blob, server)
+    assert isinstance(e, DTLSError) and isinstance(e.reason, str) and e.reason in str(e)
+    return e.reason
+
+
+def retag(blob, key=KEY):
+    """blob with a valid tag over whatever it now says: what a buggy writer could produce."""
+    return blob[:-16] + crypto.hmac_sha256(key, blob[:-16])[:16]
+
+
+def patched(blob, off, fmt, *values):
+    b = bytearray(blob)
+    struct.pack_into(fmt, b, off, *values)
+    return retag(bytes(b))
+
+
+def test_round_trip_preserves_every_field():
+    for suite in rl.SUITES:
+        st = big_state(suite)
+        same(st, sm.load(KEY, sm.dump(KEY, st), SERVER6))
+    st = session_state()
+    back = sm.load(KEY, sm.dump(KEY, st), SERVER4)
+    same(st, back)
+    assert back.has_connection is False and back.local is None and back.last_exchange_s is None
+
+
+def test_round_trip_extremes():
+    st = big_state()
+    for w, m, win in ((0, -1, 0), (2 ** 48 - 1, 2 ** 48 - 1, 2 ** 64 - 1), (2 ** 32, 2 ** 32 + 5, 2 ** 63 + 1),
+                      (1, 0, 1), (5, 62, 2 ** 63 - 1), (6, 63, 2 ** 64 - 1)):
+        st.write_seq, st.read_max_seq, st.read_window = w, m, win
+        st.epoch = 65535
+        st.session_id = b""
+        st.write_cid = b""
+        st.read_cid = b"\xff" * 255
+        st.last_exchange_s = 0
+        same(st, sm.load(KEY, sm.dump(KEY, st), SERVER6))
+    st.server = None
+    st.local = ("10.1.2.3", 0)  # text is accepted and stored as bytes
+    back = sm.load(KEY, sm.dump(KEY, st), None)
+    assert back.server is None and back.local == (b"\x0a\x01\x02\x03", 0)
+
+
+def test_input_may_be_bytearray_or_memoryview():
+    blob = sm.dump(KEY, big_state())
+    same(big_state(), sm.load(KEY, bytearray(blob), SERVER6))
+    same(big_state(), sm.load(KEY, memoryview(blob), SERVER6))
+    # the server may be given as text too
+    assert sm.load(KEY, blob, ("2001:0db8:0:0::1", 5684)).epoch == 1
+
+
+def test_size_bound():
+    blob = sm.dump(KEY, big_state())
+    assert len(blob) <= 256, len(blob)
+    assert len(blob) == 250
+    assert len(sm.dump(KEY, session_state())) == 10 + 32 + 48 + 6 + 16
+
+
+def test_refusal_no_state_and_garbage():
+    assert refused(None) == "no saved state"
+    assert refused(b"") == "no saved state"
+    assert refused(bytearray()) == "no saved state"
+    assert "not bytes" in refused("dL\x01")
+    assert "not bytes" in refused(12345)
+    assert "wrong magic" in refused(b"x")
+    assert "wrong magic" in refused(b"\x00" * 250)
+    assert "too long" in refused(b"dL" + bytes(2000))
+
+
+def test_refusal_every_truncation_length():
+    blob = sm.dump(KEY, big_state())
+    for n in range(1, len(blob)):
+        r = refused(blob[:n])
+        assert "truncated" in r, (n, r)
+    assert "header says" in refused(blob + b"\x00")
+
+
+def test_refusal_unknown_version():
+    blob = bytearray(sm.dump(KEY, big_state()))
+    blob[2] = 2
+    assert refused(bytes(blob)) == "unknown version 2 (this is version 1)"
+    blob[2] = 0
+    assert "unknown version 0" in refused(retag(bytes(blob)))
+
+
+def test_refusal_other_psk_identity_or_server():
+    blob = sm.dump(KEY, big_state())
+    for key in (sm.state_key(b"secretPSk", IDENTITY), sm.state_key(PSK, b"Client_identitY"),
+                sm.state_key(PSK + b"\x00", IDENTITY), sm.state_key(PSK, IDENTITY + b"\x00")):
+        assert refused(blob, key) == "tag mismatch: made for another PSK or identity, or corrupt"
+    for server in ((SERVER6[0], 5685), SERVER4, (sm.ip_bytes("2001:db8::2"), 5684)):
+        assert "made for another server" in refused(blob, KEY, server)
+    blob = sm.dump(KEY, session_state())
+    assert "another server" in refused(blob, KEY, (sm.ip_bytes("::ffff:127.0.0.1"), 5684))
+    st = session_state()
+    st.server = None
+    assert "another server (none" in refused(sm.dump(KEY, st), KEY, SERVER4)
+
+
+def test_refusal_every_bit_flip():
+    blob = sm.dump(KEY, big_state())
+    for i in range(len(blob)):
+        for bit in range(8):
+            b = bytearray(blob)
+            b[i] ^= 1 << bit
+            refused(bytes(b))
+
+
+def test_refusal_inconsistent_fields_behind_a_valid_tag():
+    blob = sm.dump(KEY, big_state())
+    suite_off, flags_off, conn_off = 7, 5, 10 + 32 + 48 + 18 + 18 + 4
+    assert "unknown suite 0x1234" in refused(patched(blob, suite_off, ">H", 0x1234))
+    # another known suite implies another key_block length
+    assert "bad lengths" in refused(patched(blob, suite_off, ">H", rl.SUITE_PSK_AES_128_CBC_SHA256))
+    assert "epoch must be 1..65535" in refused(patched(blob, conn_off, ">H", 0))
+    flags = struct.unpack_from(">H", blob, flags_off)[0]
+    assert "flags" in refused(patched(blob, flags_off, ">H", flags | 0x8000))
+    assert "flags" in refused(patched(blob, flags_off, ">H", flags & ~0x008))  # IPv6 but no server
+    session = sm.dump(KEY, session_state())
+    assert "read_max_seq without a connection" in refused(patched(session, flags_off, ">H", 0x109), KEY, SERVER4)
+    assert "unknown suite 0x1234" in refused(patched(session, suite_off, ">H", 0x1234), KEY, SERVER4)
+    assert "replay window without read_max_seq" in refused(patched(blob, flags_off, ">H", flags & ~0x100))
+    assert "below sequence 0" in refused(patched(blob, conn_off + 8, ">HI", 0, 3))  # max_seq 3, bits up to 60
+    # a CID length that runs past the end
+    assert "bad lengths" in refused(patched(blob, conn_off + 22, ">B", 200))
+    # a shorter session_id leaves bytes over
+    assert "bad lengths" in refused(patched(blob, 9, ">B", 31))
+    assert "bad lengths" in refused(patched(blob, 9, ">B", 255))
+
+
+def test_dump_refuses_values_that_do_not_fit():
+    bad = (("session_id", b"\x00" * 33), ("master_secret", b"\x00" * 47), ("suite", 0x1234),
+           ("suite", None), ("epoch", 0), ("epoch", 65536), ("key_block", b"\x00" * 41),
+           ("write_seq", 2 ** 48), ("write_seq", -1), ("read_max_seq", -2), ("read_max_seq", 2 ** 48),
+           ("read_window", 2 ** 64), ("read_window", -1), ("write_cid", b"\x00" * 256),
+           ("read_cid", None), ("last_exchange_s", -1), ("last_exchange_s", 2 ** 32),
+           ("last_exchange_s", 1.5), ("server", ("127.0.0.1", 0)), ("server", ("127.0.0.1", 65536)),
+           ("server", ("localhost", 5684)), ("server", (b"\x7f\x00\x00", 5684)), ("server", 5684),
+           ("local", ("::1", -1)), ("local", ("::1", "80")))
+    for name, value in bad:
+        st = big_state()
+        setattr(st, name, value)
+        raises(UsageError, sm.dump, KEY, st)
+    st = big_state()
+    st.read_max_seq, st.read_window = -1, 1
+    assert "below sequence 0" in str(raises(UsageError, sm.dump, KEY, st))
+    # without a connection the connection fields are not looked at
+    st = session_state()
+    st.epoch, st.key_block = 0, b"x"
+    sm.dump(KEY, st)
+    raises(UsageError, sm.dump, KEY[:31], st)
+    raises(UsageError, sm.load, b"k", sm.dump(KEY, st), SERVER4)
+    raises(UsageError, lambda: sm.SavedState(sesion_id=b""))
+
+
+def test_state_key_binds_psk_and_identity():
+    assert len(KEY) == 32
+    assert sm.state_key(PSK, "Client_identity") == KEY
+    keys = [KEY, sm.state_key(PSK, b"other"), sm.state_key(b"other", IDENTITY)]
+    assert len(set(keys)) == 3
+    raises(UsageError, sm.state_key, None, IDENTITY)
+
+
+IP_GOOD = (
+    ("127.0.0.2", "7f000002"), ("0.0.0.0", "00000000"), ("255.255.255.255", "ffffffff"),
+    ("::1", "0" * 31 + "1"), ("::", "0" * 32), ("1::", "0001" + "0" * 28),
+    ("2001:db8::ff00:42:8329", "20010db8000000000000ff0000428329"),
+    ("2001:0DB8:0000:0000:0000:ff00:0042:8329", "20010db8000000000000ff0000428329"),
+    ("::ffff:10.0.0.1", "00000000000000000000ffff0a000001"),
+    ("1:2:3:4:5:6:7:8", "00010002000300040005000600070008"),
+    ("1:2:3:4:5:6:7::", "00010002000300040005000600070000"),
+    ("::2:3:4:5:6:7:8", "00000002000300040005000600070008"),
+    ("1:2:3:4:5:6:1.2.3.4", "00010002000300040005000601020304"),
+    ("fe80::1:2.3.4.5", "fe800000000000000000000102030405"),
+)
+IP_BAD = ("", "1", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.-4", " 1.2.3.4", "1.2.3.4 ",
+          "+1.2.3.4", "1_0.1.1.1", "1.2.3.", ":", ":::", "1:::2", "::1::", "1::2::3", ":1::", "1:2:3:4:5:6:7",
+          "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "12345::", "g::", "::1%eth0",
+          "1.2.3.4::", "::1.2.3.4:1", "::1.2.3", "::256.1.1.1", "[::1]", "localhost", "1:2:3:4:5:6:7:1.2.3.4")
+
+
+def test_ip_bytes():
+    for text, want in IP_GOOD:
+        assert sm.ip_bytes(text) == bytes.fromhex(want), text
+    for text in IP_BAD:
+        raises(UsageError, sm.ip_bytes, text)
+    for v in (None, 1, b"\x01\x02\x03", ("::1",)):
+        raises(UsageError, sm.ip_bytes, v)
+    assert sm.ip_bytes(bytearray(4)) == bytes(4) and sm.ip_bytes(b"\x01" * 16) == b"\x01" * 16
+
+
+def test_ip_bytes_agrees_with_inet_pton():
+    import socket
+    if not hasattr(socket, "inet_pton"):  # ESP32: the table above is the whole check there
+        return
+    for text, _ in IP_GOOD:
+        fam = socket.AF_INET6 if ":" in text else socket.AF_INET
+        assert sm.ip_bytes(text) == socket.inet_pton(fam, text), text
