@@ -4,7 +4,7 @@ import struct
 
 from dtls_lite import crypto
 from dtls_lite.compat import const
-from dtls_lite.errors import ProtocolError
+from dtls_lite.errors import ProtocolError, UsageError
 
 HT_HELLO_REQUEST = const(0)
 HT_CLIENT_HELLO = const(1)
@@ -30,6 +30,7 @@ ALERT_UNSUPPORTED_EXTENSION = const(110)
 
 EXT_ENCRYPT_THEN_MAC = const(22)  # RFC 7366
 EXT_EXTENDED_MASTER_SECRET = const(23)  # RFC 7627
+EXT_CONNECTION_ID = const(54)  # RFC 9146 (53 was the drafts' code point, with another AAD)
 EXT_RENEGOTIATION_INFO = const(0xFF01)  # RFC 5746
 _SCSV_RENEGOTIATION = const(0x00FF)  # RFC 5746 3.3: 2 bytes instead of a 5-byte extension
 
@@ -102,13 +103,21 @@ def whole_message(msg_type, message_seq, body):
     return struct.pack(">IHHI", (msg_type << 24) | n, message_seq, 0, n) + body
 
 
-def client_hello_body(client_random, session_id, cookie, suites, offer_etm):
+def client_hello_body(client_random, session_id, cookie, suites, offer_etm, cid=None):
+    """cid: None offers no connection_id; bytes (b"" too) offer it with that CID (RFC 9146 3)."""
     n = len(suites) + 1  # + the renegotiation SCSV
+    ext = _EXTENSIONS_EMS_ETM if offer_etm else _EXTENSIONS_EMS
+    if cid is not None:
+        if len(cid) > 255:
+            raise UsageError("cid must be at most 255 bytes")
+        # connection_id: struct { opaque cid<0..2^8-1>; }, 5 bytes when empty
+        ext = struct.pack(">H", len(ext) + 3 + len(cid)) + ext[2:] + struct.pack(
+            ">HHB", EXT_CONNECTION_ID, len(cid) + 1, len(cid)) + cid
     return b"".join((struct.pack(">H32sB", _DTLS12, client_random, len(session_id)), session_id,
                      bytes((len(cookie),)), cookie,
                      struct.pack(">%dH" % (n + 1), 2 * n, *suites, _SCSV_RENEGOTIATION),
                      b"\x01\x00",  # compression methods: null only
-                     _EXTENSIONS_EMS_ETM if offer_etm else _EXTENSIONS_EMS))
+                     ext))
 
 
 def parse_hello_verify_request(body):
@@ -127,14 +136,15 @@ def parse_hello_verify_request(body):
 class ServerHello:
     ems = False  # class defaults: an instance stores only the extensions it saw
     etm = False
+    cid = None  # RFC 9146: the server's CID (what we put in records we send), b"" = none wanted
 
-    def __init__(self, body, offered_suites, offered_etm):
+    def __init__(self, body, offered_suites, offered_etm, offered_cid=False):
         r = Reader(body)
         version, self.server_random, n = r.pull(">H32sB", 35)
         self.session_id = r.pull_bytes(n)
         self.suite, compression = r.pull(">HB", 3)
         if not r.eof():
-            self._extensions(Reader(r.pull_vector16()), offered_etm)
+            self._extensions(Reader(r.pull_vector16()), offered_etm, offered_cid)
         r.expect_eof()
         if version != _DTLS12:
             raise ProtocolError(ALERT_PROTOCOL_VERSION, "server chose version 0x%04X, not DTLS 1.2" % version)
@@ -145,7 +155,7 @@ class ServerHello:
         if compression != 0:
             raise ProtocolError(ALERT_ILLEGAL_PARAMETER, "server chose compression %d" % compression)
 
-    def _extensions(self, exts, offered_etm):
+    def _extensions(self, exts, offered_etm, offered_cid):
         seen = []
         while not exts.eof():
             ext_type, n = exts.pull(">HH", 4)
@@ -153,7 +163,10 @@ class ServerHello:
             if ext_type in seen:
                 raise ProtocolError(ALERT_DECODE_ERROR, "duplicate extension %d" % ext_type)
             seen.append(ext_type)
-            self._extension(ext_type, data, offered_etm)
+            if ext_type == EXT_CONNECTION_ID and offered_cid:
+                self.cid = _connection_id(data)
+            else:
+                self._extension(ext_type, data, offered_etm)
 
     def _extension(self, ext_type, data, offered_etm):
         if ext_type == EXT_RENEGOTIATION_INFO:
@@ -170,6 +183,14 @@ class ServerHello:
             self.etm = True
         else:  # RFC 5246 7.4.1.4: only extensions the client asked for may come back
             raise ProtocolError(ALERT_UNSUPPORTED_EXTENSION, "server sent unrequested extension %d" % ext_type)
+
+
+def _connection_id(data):
+    """The CID of a connection_id extension (RFC 9146 3: opaque cid<0..2^8-1>)."""
+    r = Reader(data)
+    cid = r.pull_vector8()
+    r.expect_eof()
+    return cid
 
 
 def parse_server_key_exchange(body):

@@ -9,6 +9,7 @@ from dtls_lite import crypto
 from dtls_lite import handshake as hs
 from dtls_lite import record as rl
 
+CT_TLS12_CID = 25  # RFC 9146 (deliberately not taken from dtls_lite.record)
 PSK = bytes.fromhex("73656372657450534b")
 IDENTITY = b"Client_identity"
 
@@ -27,14 +28,26 @@ class Rng:
         return bytes(out)
 
 
-def records(datagram):
-    """[(ctype, epoch, seq, fragment)] of a datagram."""
+def records(datagram, cid_len=0):
+    """[(ctype, epoch, seq, fragment)] of a datagram (tls12_cid records: CID not included)."""
+    return [(r[0], r[1], r[2], r[4]) for r in cid_records(datagram, cid_len)]
+
+
+def cid_records(datagram, cid_len=0):
+    """[(ctype, epoch, seq, cid, fragment)] of a datagram; cid is None but in tls12_cid records,
+    whose header has cid_len bytes of CID before the length (RFC 9146 4)."""
     out = []
     off = 0
     while off < len(datagram):
-        ctype, _, _, epoch, hi, lo, n = struct.unpack_from(">BBBHHIH", datagram, off)
-        out.append((ctype, epoch, (hi << 32) | lo, datagram[off + 13:off + 13 + n]))
-        off += 13 + n
+        ctype, _, _, epoch, hi, lo = struct.unpack_from(">BBBHHI", datagram, off)
+        h = off + 11
+        cid = None
+        if ctype == CT_TLS12_CID:
+            cid = datagram[h:h + cid_len]
+            h += cid_len
+        n = struct.unpack_from(">H", datagram, h)[0]
+        out.append((ctype, epoch, (hi << 32) | lo, cid, datagram[h + 2:h + 2 + n]))
+        off = h + 2 + n
     return out
 
 
@@ -49,7 +62,99 @@ def messages(payload):
     return out
 
 
+def cid_aad(epoch, seq, cid, length):
+    """RFC 9146 5, from its text: seq_num_placeholder (8 x 0xff), tls12_cid, cid_length,
+    tls12_cid, DTLSCiphertext.version, epoch, sequence_number, cid, then the length field
+    (length_of_DTLSInnerPlaintext; with encrypt-then-MAC the length of IV + ciphertext)."""
+    return (b"\xff" * 8 + bytes([CT_TLS12_CID, len(cid), CT_TLS12_CID, 0xFE, 0xFD])
+            + struct.pack(">HHI", epoch, seq >> 32, seq & 0xFFFFFFFF) + cid + struct.pack(">H", length))
+
+
+class CidCipher:
+    """One direction of tls12_cid records (RFC 9146 4 and 5), written apart from
+    dtls_lite.record so that the fake server checks the client's records independently.
+    Keys from the key_block in RFC 5246 6.3 order. As a writer it pads the inner plaintext
+    with zeros to a multiple of pad bytes (Mbed TLS pads to 16), and is a write state."""
+
+    def __init__(self, suite, etm, kb, client_dir, cid, rng, pad=16):
+        cbc = suite == rl.SUITE_PSK_AES_128_CBC_SHA256
+        m, ivl = (32, 0) if cbc else (0, 4)
+        k = 0 if client_dir else 1
+        self.mac_key = kb[k * m:(k + 1) * m]
+        self.key = kb[2 * m + 16 * k:2 * m + 16 * (k + 1)]
+        self.iv = kb[2 * m + 32 + ivl * k:2 * m + 32 + ivl * (k + 1)]
+        self.cbc, self.etm, self.cid, self.rng, self.pad = cbc, etm, cid, rng, pad
+        self.tag = {rl.SUITE_PSK_AES_128_CCM_8: 8}.get(suite, 16)
+        if not cbc:
+            self.aead = crypto.AesGcm(self.key) if suite == rl.SUITE_PSK_AES_128_GCM_SHA256 \
+                else crypto.AesCcm(self.key, self.tag)
+        self.epoch = 1
+        self.seq = 0
+
+    def protect(self, ctype, payload):
+        inner = payload + bytes([ctype]) + bytes(-(len(payload) + 1) % self.pad)
+        seq = self.seq
+        self.seq += 1
+        seq_num = struct.pack(">HHI", self.epoch, seq >> 32, seq & 0xFFFFFFFF)
+        if not self.cbc:
+            body = seq_num + self.aead.seal(self.iv + seq_num, cid_aad(self.epoch, seq, self.cid, len(inner)), inner)
+        elif self.etm:
+            iv = self.rng(16)
+            body = iv + crypto.aes_cbc_encrypt(self.key, iv, _cbc_pad(inner))
+            body += crypto.hmac_sha256(self.mac_key, cid_aad(self.epoch, seq, self.cid, len(body)) + body)
+        else:
+            iv = self.rng(16)
+            mac = crypto.hmac_sha256(self.mac_key, cid_aad(self.epoch, seq, self.cid, len(inner)) + inner)
+            body = iv + crypto.aes_cbc_encrypt(self.key, iv, _cbc_pad(inner + mac))
+        return bytes([CT_TLS12_CID, 0xFE, 0xFD]) + seq_num + self.cid + struct.pack(">H", len(body)) + body
+
+    def open(self, epoch, seq, frag):
+        """(real type, content), or (None, None) if it does not authenticate or is all zeros."""
+        if not self.cbc:
+            n = len(frag) - 8 - self.tag
+            inner = self.aead.open(self.iv + frag[:8], cid_aad(epoch, seq, self.cid, n), frag[8:]) if n >= 0 else None
+        elif self.etm:
+            enc = frag[:-32]
+            ok = crypto.hmac_sha256(self.mac_key, cid_aad(epoch, seq, self.cid, len(enc)) + enc) == frag[-32:]
+            inner = _cbc_unpad(crypto.aes_cbc_decrypt(self.key, enc[:16], enc[16:])) if ok else None
+        else:
+            plain = _cbc_unpad(crypto.aes_cbc_decrypt(self.key, frag[:16], frag[16:]))
+            inner = plain[:-32] if plain is not None else None
+            if inner is not None and crypto.hmac_sha256(
+                    self.mac_key, cid_aad(epoch, seq, self.cid, len(inner)) + inner) != plain[-32:]:
+                inner = None
+        if inner is None:
+            return None, None
+        inner = bytes(inner).rstrip(b"\x00")
+        return (inner[-1], inner[:-1]) if inner else (None, None)
+
+
+def _cbc_pad(data):
+    pad = 15 - len(data) % 16
+    return data + bytes([pad]) * (pad + 1)
+
+
+def _cbc_unpad(plain):
+    pad = plain[-1]
+    return plain[:-pad - 1] if pad < len(plain) and plain[-pad - 1:] == bytes([pad]) * (pad + 1) else None
+
+
 class FakeServer:
+    sessions = None  # {session_id: master_secret} this server can resume (RFC 5246 7.3)
+    resumed = False  # the last ClientHello was answered with an abbreviated handshake
+    # RFC 9146, checked apart from dtls_lite.record (see CidCipher): cid is the CID we ask for
+    # when a client offers connection_id (None: ignore the extension, as servers without CID
+    # support do). Once negotiated, cid_read is ours (in client records) and cid_write the
+    # client's (in ours); cid_seen lists (epoch, seq, cid) of the client's tls12_cid records and
+    # cid_violations counts epoch-1 records without our CID.
+    cid = None
+    client_cid = None  # what the client offered; None = no extension
+    cid_read = b""
+    cid_write = b""
+    cid_in = None  # CidCipher opening the client's tls12_cid records
+    cid_seen = ()
+    cid_violations = 0
+
     def __init__(self, suite=rl.SUITE_PSK_AES_128_CCM_8, cookie=b"\x42" * 16, hint=None,
                  session_id=b"\x5a" * 32, ems=True, psk=PSK, extensions=None, hvr_version=0xFEFD):
         self.suite = suite
@@ -109,10 +214,13 @@ class FakeServer:
     def handle(self, datagram):
         """Feed a client datagram; returns our answering flight's records (maybe [])."""
         answer = []
-        for ctype, epoch, seq, frag in records(datagram):
+        for ctype, epoch, seq, cid, frag in cid_records(datagram, len(self.cid_read)):
             if epoch == 1 and self.read is not None:
-                rec = struct.pack(">BHHHIH", ctype, 0xFEFD, epoch, seq >> 32, seq & 0xFFFFFFFF, len(frag)) + frag
-                plain = self.read.open(rec)
+                if self.cid_in is not None:
+                    ctype, plain = self._open_cid(ctype, epoch, seq, cid, frag)
+                else:
+                    rec = struct.pack(">BHHHIH", ctype, 0xFEFD, epoch, seq >> 32, seq & 0xFFFFFFFF, len(frag)) + frag
+                    plain = self.read.open(rec)
                 if plain is None:
                     continue
                 self.received.append((ctype, plain))
@@ -146,7 +254,7 @@ class FakeServer:
         r = hs.Reader(body)
         r.pull_uint16()
         self.client_random = r.pull_bytes(32)
-        r.pull_vector8()  # session_id
+        offered_id = r.pull_vector8()
         cookie = r.pull_vector8()
         suites_raw = r.pull_vector16()
         self.offered = [struct.unpack_from(">H", suites_raw, i)[0] for i in range(0, len(suites_raw), 2)]
@@ -155,7 +263,9 @@ class FakeServer:
         exts = hs.Reader(r.pull_vector16())
         while not exts.eof():
             self.client_extensions.append(exts.pull_uint16())
-            exts.pull_vector16()
+            data = exts.pull_vector16()
+            if self.client_extensions[-1] == 54:  # connection_id: opaque cid<0..2^8-1>
+                self.client_cid = data[1:] if len(data) == 1 + data[0] else "malformed"
         if self.cookie and cookie != self.cookie:
             # RFC 6347 4.2.1: HelloVerifyRequest echoes the ClientHello's message_seq
             hvr = hs.whole_message(hs.HT_HELLO_VERIFY_REQUEST, mseq,
@@ -165,12 +275,15 @@ class FakeServer:
             return self.records()
         self.seq = mseq
         self.transcript = [msg]
+        if self.sessions and offered_id in self.sessions:
+            return self._resume(offered_id)
         ext = b"\xff\x01\x00\x01\x00"
         if self.ems:
             ext += b"\x00\x17\x00\x00"
         self.etm = self.suite == rl.SUITE_PSK_AES_128_CBC_SHA256 and hs.EXT_ENCRYPT_THEN_MAC in self.client_extensions
         if self.etm:
             ext += b"\x00\x16\x00\x00"
+        ext += self._cid_extension()
         if self.extra_extensions is not None:
             ext = self.extra_extensions
             self.etm = self.etm and b"\x00\x16\x00\x00" in ext
@@ -184,6 +297,29 @@ class FakeServer:
             self.transcript.append(m)
         return self.records()
 
+    def _resume(self, session_id):
+        """Abbreviated handshake: ServerHello echoing the ID, ChangeCipherSpec, Finished."""
+        self.resumed = True
+        self.master = self.sessions[session_id]
+        ext = b"\xff\x01\x00\x01\x00" + (b"\x00\x17\x00\x00" if self.ems else b"")
+        self.etm = self.suite == rl.SUITE_PSK_AES_128_CBC_SHA256 and hs.EXT_ENCRYPT_THEN_MAC in self.client_extensions
+        if self.etm:
+            ext += b"\x00\x16\x00\x00"
+        ext += self._cid_extension()
+        sh = (struct.pack(">H", 0xFEFD) + self.server_random + bytes([len(session_id)]) + session_id
+              + struct.pack(">HBH", self.suite, 0, len(ext)) + ext)
+        hello = self.message(hs.HT_SERVER_HELLO, sh)
+        self.transcript.append(hello[2])
+        kb = hs.key_block(self.master, self.client_random, self.server_random, rl.key_block_len(self.suite))
+        self.write1, self.read = rl.epoch_states(1, self.suite, self.etm, kb, self.rng, client=False)
+        self._cid_keys(kb)
+        verify = hs.finished_verify_data(self.master, b"server finished", b"".join(self.transcript))
+        fin = self.message(hs.HT_FINISHED, verify, self.write1)
+        self.transcript.append(fin[2])
+        self.write = self.write1
+        self.flight = [hello, (self.write0, rl.CT_CHANGE_CIPHER_SPEC, b"\x01"), fin]
+        return self.records()
+
     def _on_client_key_exchange(self, msg, body):
         if self.read is not None:
             return  # retransmission
@@ -194,11 +330,44 @@ class FakeServer:
         self.master = hs.master_secret(pms, sh_hash, self.client_random, self.server_random)
         kb = hs.key_block(self.master, self.client_random, self.server_random, rl.key_block_len(self.suite))
         self.write1, self.read = rl.epoch_states(1, self.suite, self.etm, kb, self.rng, client=False)
+        self._cid_keys(kb)
+
+    # ---- RFC 9146 connection IDs --------------------------------------------------------------
+
+    def _cid_extension(self):
+        """Our connection_id extension if we take the client's offer (RFC 9146 3), else b""."""
+        self.cid_read = self.cid_write = b""
+        self.cid_in = None
+        if self.cid is None or self.client_cid is None:
+            return b""
+        self.cid_read, self.cid_write = self.cid, self.client_cid
+        return struct.pack(">HHB", 54, len(self.cid) + 1, len(self.cid)) + self.cid
+
+    def _cid_keys(self, kb):
+        """Epoch-1 tls12_cid protection per direction whose CID is non-empty (RFC 9146 3)."""
+        self.cid_seen = []
+        if self.cid_read:
+            self.cid_in = CidCipher(self.suite, self.etm, kb, True, self.cid_read, self.rng)
+        if self.cid_write:
+            self.write1 = CidCipher(self.suite, self.etm, kb, False, self.cid_write, self.rng)
+
+    def _open_cid(self, ctype, epoch, seq, cid, frag):
+        """(real type, content) of a client record that must be tls12_cid with our CID."""
+        if ctype != CT_TLS12_CID or cid != self.cid_read:
+            self.cid_violations += 1
+            return ctype, None
+        self.cid_seen.append((epoch, seq, cid))
+        return self.cid_in.open(epoch, seq, frag)
 
     def _on_client_finished(self, plain):
         t, mseq, _, _, body = messages(plain)[0]
         if t != hs.HT_FINISHED:
             return []
+        if self.resumed:
+            if self.client_finished_ok is None:  # over ClientHello, ServerHello, our Finished
+                expected = hs.finished_verify_data(self.master, b"client finished", b"".join(self.transcript))
+                self.client_finished_ok = body == expected
+            return []  # the client's flight was the last one
         if self.client_finished_ok is None:
             expected = hs.finished_verify_data(self.master, b"client finished", b"".join(self.transcript))
             self.client_finished_ok = body == expected
