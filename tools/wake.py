@@ -1,0 +1,118 @@
+# One wake of a sleepy node, as one process on MicroPython or CPython, reporting one JSON line.
+# Used by the deep-sleep scenario tests, the demo and the benchmark, so all three wake alike:
+# load the saved state, let the wake policy decide, send readings, save, exit WITHOUT
+# close_notify (a node going back to deep sleep).
+#
+#   micropython tools/wake.py HOST PORT IDENTITY PSK_HEX --state FILE [options]
+#   options: --bind HOST:PORT  --local HOST:PORT (local address the policy compares; default
+#            the bind address)  --force-resume  --send TEXT (repeatable; each a request())
+#            --reply-ms N  --timeout-ms N  --retransmits N  --idle-s N (auto_handshake_timeout)
+#            --suite HEX  --keylog FILE (append the NSS key log line)  --close (close_notify)
+import json
+import sys
+
+from runtime import ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
+
+from dtls_lite.client import DTLSClient  # noqa: E402
+from dtls_lite.record import suite_name  # noqa: E402
+from dtls_lite.store import FileStore  # noqa: E402
+
+
+def _hostport(v):
+    h, p = v.rsplit(":", 1)
+    return h.strip("[]"), int(p)
+
+
+def parse(argv):
+    if len(argv) < 4:
+        raise SystemExit("usage: wake.py HOST PORT IDENTITY PSK_HEX --state FILE [options]")
+    o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
+         "state": None, "bind": None, "local": None, "force": False, "send": [], "reply_ms": 2000,
+         "options": {}, "keylog": None, "close": False, "suites": []}
+    i = 4
+    while i < len(argv):
+        a = argv[i]
+        v = argv[i + 1] if i + 1 < len(argv) else None
+        i += 2
+        if a == "--state":
+            o["state"] = v
+        elif a == "--bind":
+            o["bind"] = _hostport(v)
+        elif a == "--local":
+            o["local"] = _hostport(v)
+        elif a == "--send":
+            o["send"].append(v.encode())
+        elif a == "--reply-ms":
+            o["reply_ms"] = int(v)
+        elif a == "--timeout-ms":
+            o["options"]["initial_timeout_ms"] = int(v)
+        elif a == "--retransmits":
+            o["options"]["max_retransmits"] = int(v)
+        elif a == "--idle-s":
+            o["options"]["auto_handshake_timeout_s"] = int(v)
+        elif a == "--suite":
+            o["suites"].append(int(v, 16))
+        elif a == "--keylog":
+            o["keylog"] = v
+        elif a in ("--force-resume", "--close"):
+            o["force" if a == "--force-resume" else "close"] = True
+            i -= 1
+        else:
+            raise SystemExit("unknown option " + a)
+    if o["state"] is None:
+        raise SystemExit("--state FILE is required")
+    if o["suites"]:
+        o["options"]["suites"] = o["suites"]
+    return o
+
+
+def _keylog(path):
+    if path is None:
+        return None
+
+    def log(line):
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    return log
+
+
+def run(o):
+    result = {"runtime": sys.implementation.name, "received": []}
+    c = None
+    t0 = ticks_us()
+    try:
+        c = DTLSClient(o["host"], o["port"], o["identity"], o["psk"], bind=o["bind"], local=o["local"],
+                       store=FileStore(o["state"]), connect=False, keylog=_keylog(o["keylog"]), **o["options"])
+        if o["force"]:
+            c.force_resume()
+        c.connect()
+        result["connect_us"] = ticks_diff(ticks_us(), t0)
+        result["policy"] = c.wake_action
+        result["policy_reason"] = c.wake_reason
+        for msg in o["send"]:
+            reply = c.request(msg, o["reply_ms"])
+            result["received"].append(None if reply is None else reply.decode())
+        result["suite"] = suite_name(c.conn.suite)
+        if o["close"]:
+            c.close()
+        else:
+            c.suspend()
+        result["ok"] = True
+    except Exception as e:  # reported, not raised: the caller checks the error type and text
+        result["ok"] = False
+        result["error"] = type(e).__name__
+        result["message"] = str(e)
+        if c is not None:
+            c.suspend()  # saves only what is safe (a failed handshake leaves the store alone)
+    result["wall_us"] = ticks_diff(ticks_us(), t0)
+    if c is not None:
+        result["action"] = c.wake_action  # after a fallback this is what was finally done
+        result["reason"] = c.wake_reason
+        result["state_error"] = None if c.state_error is None else str(c.state_error)
+        result["stats"] = c.stats.as_dict()
+        result["wire"] = c.wire
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(parse(sys.argv[1:]))))
