@@ -106,6 +106,8 @@ class Server:
         self.identity = identity
         self.argv = None
         self.proc = None
+        self._echo_stdout = False
+        self._ready_text = None
         self._log = []
         self._lock = threading.Lock()
         self._threads = []
@@ -167,8 +169,28 @@ class Server:
         t.start()
         self._threads.append(t)
 
+    def restart(self, timeout=READY_TIMEOUT):
+        """Stop the server (by PID) and start it again with the same argv on the SAME port,
+        waiting until it is ready: a "server restarted" scenario. Everything it knew (sessions,
+        associations) is gone; output() keeps the old log followed by the new one."""
+        self._stop()
+        self._add_log(b"\n[restart]\n")
+        deadline = time.monotonic() + timeout
+        while True:  # the port was just freed; retry if another socket grabbed it meanwhile
+            self._threads = []
+            since = len(self.output())
+            self._spawn(self.argv, echo_stdout=self._echo_stdout)
+            if self._wait_ready(self._ready_text, max(0.5, deadline - time.monotonic()), since):
+                return
+            self._stop()
+            if time.monotonic() >= deadline:
+                raise PeerUnavailable("%s server did not come back on port %d; output:\n%s"
+                                      % (self.name, self.port, self.output()[-3000:]))
+            time.sleep(0.1)
+
     def _spawn(self, argv, echo_stdout=False):
         self.argv = argv
+        self._echo_stdout = echo_stdout
         if echo_stdout:
             # s_server -quiet writes only received application data to stdout and sends what
             # it reads on stdin: loop one into the other. Its log goes to stderr.
@@ -181,13 +203,15 @@ class Server:
                                          stderr=subprocess.STDOUT, bufsize=0, cwd=ROOT)
             self._start_thread(self._reader, self.proc.stdout)
 
-    def _wait_ready(self, ready_text=None, timeout=READY_TIMEOUT):
+    def _wait_ready(self, ready_text=None, timeout=READY_TIMEOUT, since=0):
+        # `since`: look for ready_text only in output after that offset (restart())
+        self._ready_text = ready_text
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
             if _udp_port_bound_by(self.proc.pid, self.port) and (
-                    ready_text is None or ready_text in self.output()):
+                    ready_text is None or ready_text in self.output()[since:]):
                 return True
             time.sleep(0.02)
         return False
@@ -339,12 +363,18 @@ def mbedtls_server(suite=MBEDTLS_SUITE, cid=True, psk_hex=PSK_HEX, identity=IDEN
 
 
 @contextlib.contextmanager
-def pion_server(cookie=True, psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1", pskhint=None):
+def pion_server(cookie=True, psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1", pskhint=None,
+                hstimeout=None, noems=False):
     """pion/dtls 2.2 (Go) PSK ECHO server, tools/pion_server/main.go (built by `make peers`).
 
-    Offers CCM_8, CCM, GCM and CBC-SHA256, requires extended master secret, answers unknown
-    identities with a fatal alert. Unlike the others it serves many associations at once.
-    `cookie=False` skips HelloVerifyRequest; `pskhint` sends a ServerKeyExchange hint.
+    Offers CCM_8, CCM, GCM and CBC-SHA256, requires extended master secret (`noems=True`
+    accepts clients without it), answers unknown identities with a fatal alert. Unlike the
+    others it serves many associations at once (each handshake in its own goroutine) and keeps
+    sessions in memory: it resumes by session ID, without HelloVerifyRequest on resumption.
+    `cookie=False` skips HelloVerifyRequest on full handshakes; `pskhint` sends a
+    ServerKeyExchange hint; `hstimeout` (seconds, default 10) bounds each handshake.
+    output() logs "session stored|resumed|unknown <id hex>", "handshake done from ADDR session
+    <id hex>", "echo N bytes", "handshake failed from ADDR: ..." and "association ended: ...".
     """
     binary = find_binary("pion_server")
 
@@ -354,6 +384,10 @@ def pion_server(cookie=True, psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1
             a.append("-nocookie")
         if pskhint is not None:
             a += ["-hint", pskhint]
+        if hstimeout is not None:
+            a += ["-hstimeout", "%dms" % int(hstimeout * 1000)]
+        if noems:
+            a.append("-noems")
         return a
 
     with _serve("pion", host, psk_hex, identity, argv, ready_text="listening on") as srv:
