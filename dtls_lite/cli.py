@@ -531,9 +531,11 @@ class Run:
         """--bind as given; with --state and no port given, the saved local port again (the
         server knows the connection by address and port), or a fixed fresh one to save."""
         o = self.o
+        host = o.bind[0] if o.bind else ""
+        if not host:  # ":PORT" or no --bind: any address of the server's family
+            host = "::" if ":" in _resolved_ip(o.host, o.port) else "0.0.0.0"
         if store is None or o.bind_port_given:
-            return o.bind
-        host = o.bind[0] if o.bind else ("::" if ":" in _resolved_ip(o.host, o.port) else "0.0.0.0")
+            return (host, o.bind[1]) if o.bind else None
         port = 0
         saved = None if o.force_resume else self._saved_local(store)
         if saved is not None and _port_free(host, saved):
