@@ -6,6 +6,12 @@
 // It keeps sessions in memory (a dtls.SessionStore) and resumes them by session ID
 // (RFC 5246 7.3); pion skips HelloVerifyRequest on resumption.
 //
+// RFC 6347 4.2.8: a new ClientHello (epoch 0) from the address of an established association
+// means the client lost its state or resumes; pion 2.2 hands it to that association, which
+// ignores it. helloWatch closes the association instead, so the client's retransmitted
+// ClientHello opens a new one (which may resume). Simplified: 4.2.8 keeps the old association
+// until the new handshake proved reachability; a loopback test server need not.
+//
 //	pion_server -addr 127.0.0.1:PORT -psk HEX [-identity ID] [-hint TEXT] [-nocookie]
 //	            [-hstimeout 10s] [-noems]
 package main
@@ -15,6 +21,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -132,7 +139,64 @@ func main() {
 	}
 }
 
-func serve(raw net.Conn, cfg *dtls.Config, hstimeout time.Duration) {
+// helloWatch is the raw connection of one association. Once its handshake is done, a
+// datagram whose first record is an epoch-0 ClientHello with a client random not seen in
+// that handshake (not a late retransmission) closes the association (RFC 6347 4.2.8).
+type helloWatch struct {
+	net.Conn
+	mu      sync.Mutex
+	done    bool
+	tripped bool
+	randoms map[string]bool
+}
+
+// clientHelloRandom is the client_random of a datagram whose first record is an epoch-0
+// handshake record starting with a ClientHello's first fragment, else nil.
+func clientHelloRandom(b []byte) []byte {
+	// record header 13 (type, version, epoch, seq, length), handshake header 12, version 2
+	if len(b) < 13+12+2+32 || b[0] != 22 || b[3] != 0 || b[4] != 0 || b[13] != 1 ||
+		b[19] != 0 || b[20] != 0 || b[21] != 0 {
+		return nil
+	}
+	return b[13+12+2 : 13+12+2+32]
+}
+
+func (w *helloWatch) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	r := clientHelloRandom(p[:n])
+	if r == nil {
+		return n, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.randoms[string(r)] = true
+		return n, err
+	}
+	if w.randoms[string(r)] {
+		return n, err
+	}
+	w.tripped = true
+	fmt.Printf("new ClientHello from %s: association closed (RFC 6347 4.2.8)\n", w.RemoteAddr())
+	w.Conn.Close() // the listener forgets the address: its next datagram is a new association
+	return 0, io.EOF
+}
+
+func (w *helloWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	tripped := w.tripped
+	w.mu.Unlock()
+	if tripped { // no close_notify from the old association into the client's new handshake
+		return 0, net.ErrClosed
+	}
+	return w.Conn.Write(p)
+}
+
+func serve(conn net.Conn, cfg *dtls.Config, hstimeout time.Duration) {
+	raw := &helloWatch{Conn: conn, randoms: map[string]bool{}}
 	ctx, cancel := context.WithTimeout(context.Background(), hstimeout)
 	c, err := dtls.ServerWithContext(ctx, raw, cfg)
 	cancel()
@@ -141,6 +205,9 @@ func serve(raw net.Conn, cfg *dtls.Config, hstimeout time.Duration) {
 		raw.Close()
 		return
 	}
+	raw.mu.Lock()
+	raw.done = true
+	raw.mu.Unlock()
 	fmt.Printf("handshake done from %s session %x\n", raw.RemoteAddr(), c.ConnectionState().SessionID)
 	defer c.Close()
 	buf := make([]byte, 2048)
