@@ -319,6 +319,21 @@ def test_trace_shows_retransmission_and_dropped_records():
     assert re.search(r"retransmissions 1, records dropped 2", p.stderr), p.stderr
 
 
+def test_silent_server_handshake_timeout_exit_3():
+    """A relay that forwards nothing: no answer and no ICMP, so the retransmissions run out."""
+    with _Relay(("127.0.0.1", peers.free_udp_port()), lambda way, n, data: 0) as relay:
+        p = cli("127.0.0.1:%d" % relay.port, "--psk", "00", "--timeout-ms", "50",
+                "--retransmits", "2", "-v", "--send", "x")
+        assert p.returncode == 3, p.stderr
+        assert p.stderr.strip().splitlines()[-1].startswith(
+            "dtls-lite: handshake failed: no answer from server after 2 retransmissions"), p.stderr
+        assert len(trace_datagrams(p.stderr, ">")) == 3  # the ClientHello and 2 retransmissions
+        p = cli("127.0.0.1:%d" % relay.port, "--psk", "00", "--timeout-ms", "50",
+                "--handshake-timeout-ms", "120", "--send", "x")
+        assert p.returncode == 3, p.stderr
+        assert "handshake_timeout_ms (120) reached" in p.stderr, p.stderr
+
+
 # ---- key log ---------------------------------------------------------------------------------
 
 def _tool(name):
