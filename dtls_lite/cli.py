@@ -100,7 +100,7 @@ state (--state FILE):
   resumes the session (abbreviated handshake), else does a full one. At exit the state is
   saved and the socket closed WITHOUT close_notify so the server keeps the connection;
   --close sends close_notify instead (the file then keeps only the session).
-  --force-resume resumes even if the connection could continue (from a new port).
+  --force-resume resumes the session even when the connection could continue.
 
 key log (--keylog FILE, default $SSLKEYLOGFILE): appends "CLIENT_RANDOM <hex> <hex>" lines
   (NSS key log format) after each handshake, so Wireshark/tshark decrypt a capture:
@@ -537,7 +537,7 @@ class Run:
         if store is None or o.bind_port_given:
             return (host, o.bind[1]) if o.bind else None
         port = 0
-        saved = None if o.force_resume else self._saved_local(store)
+        saved = self._saved_local(store)
         if saved is not None and _port_free(host, saved):
             port = saved
             self.trace("state: binding the saved local port %d again" % port)
