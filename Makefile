@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtls-lite-installed
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && echo sudo)
 
-.PHONY: venv peers test demo bench footprint clean distclean
+.PHONY: venv peers mp32 test demo bench footprint clean distclean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 
 peers:
 	bash tools/install_peers.sh
+
+# Only the 32-bit MicroPython 1.25 unix port (`make peers` builds it too).
+mp32:
+	bash tools/build_mp32.sh
 
 # pytest's exit status is the result; "no tests collected" (5) is a failure too.
 test: venv peers

@@ -4,6 +4,7 @@
 #   - OpenSSL 3 (`openssl s_server`/`s_client`) and GnuTLS (`gnutls-serv`/`gnutls-cli`) from apt;
 #   - Mbed TLS 3.6 `ssl_server2`/`ssl_client2` (with DTLS Connection ID, RFC 9146), built from
 #     Debian 13 (trixie)'s source package, because Debian 12 only ships Mbed TLS 2.28.
+#   - a 32-bit MicroPython 1.25 unix port (.peers/bin/micropython32), tools/build_mp32.sh.
 #
 # Idempotent: installs only missing packages, and skips the Mbed TLS build when
 # .peers/mbedtls/bin/ssl_server2 already exists and runs. Binaries end up in .peers/bin/.
@@ -30,7 +31,8 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script suppor
 
 # ---- 1. apt packages ------------------------------------------------------------------------
 PKGS=(openssl gnutls-bin cmake gcc make libc6-dev dpkg-dev xz-utils python3 ca-certificates
-      golang-go golang-github-pion-dtls.v2-dev libcoap3-bin tcpdump tshark)
+      golang-go golang-github-pion-dtls.v2-dev libcoap3-bin tcpdump tshark
+      gcc-multilib)  # gcc-multilib: the 32-bit MicroPython (tools/build_mp32.sh)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -165,5 +167,9 @@ else
         || { cat "$gotmp/build.log" >&2; rm -rf "$gotmp"; die "building the pion/dtls server failed"; }
     rm -rf "$gotmp"
 fi
+
+# 32-bit MicroPython 1.25 unix port (.peers/bin/micropython32, mpy-cross32), same mirror.
+MP32_MIRROR="${MP32_MIRROR:-$(debian_mirror || true)}" bash "$ROOT/tools/build_mp32.sh" \
+    || die "building the 32-bit MicroPython failed"
 
 log "done: $(openssl version | cut -d' ' -f1-2), $(gnutls-serv --version 2>/dev/null | head -n1), $(cat "$MBED/VERSION"), pion/dtls $(dpkg-query -W -f='${Version}' golang-github-pion-dtls.v2-dev), libcoap $(dpkg-query -W -f='${Version}' libcoap3-bin)"
