@@ -97,7 +97,8 @@ class CidCipher:
         self.seq += 1
         seq_num = struct.pack(">HHI", self.epoch, seq >> 32, seq & 0xFFFFFFFF)
         if not self.cbc:
-            body = seq_num + self.aead.seal(self.iv + seq_num, cid_aad(self.epoch, seq, self.cid, len(inner)), inner)
+            ad = cid_aad(self.epoch, seq, self.cid, len(inner))
+            body = seq_num + self.aead.seal(self.iv + seq_num, ad, inner)
         elif self.etm:
             iv = self.rng(16)
             body = iv + crypto.aes_cbc_encrypt(self.key, iv, _cbc_pad(inner))
@@ -112,7 +113,8 @@ class CidCipher:
         """(real type, content), or (None, None) if it does not authenticate or is all zeros."""
         if not self.cbc:
             n = len(frag) - 8 - self.tag
-            inner = self.aead.open(self.iv + frag[:8], cid_aad(epoch, seq, self.cid, n), frag[8:]) if n >= 0 else None
+            ad = cid_aad(epoch, seq, self.cid, n)
+            inner = self.aead.open(self.iv + frag[:8], ad, frag[8:]) if n >= 0 else None
         elif self.etm:
             enc = frag[:-32]
             ok = crypto.hmac_sha256(self.mac_key, cid_aad(epoch, seq, self.cid, len(enc)) + enc) == frag[-32:]

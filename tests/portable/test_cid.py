@@ -290,3 +290,88 @@ def test_saved_connection_keeps_both_cids():
     assert srv.received[-1] == (rl.CT_APPLICATION_DATA, b"after wake")
     again.receive(srv.app(b"welcome back"), 101)
     assert events(again)[-1] == (cn.EVENT_DATA, b"welcome back")
+
+
+# Known answers from Mbed TLS 3.6.6 (ssl_client2 cid=1 cid_val=c1c2 against ssl_server2 cid=1
+# cid_val=beef01 nss_keylog=1, records captured by tests/cid_front.py; see /work/notes/F.md):
+# (suite, encrypt_then_mac, master_secret, client_random + server_random, the client's first
+# application record (CID be:ef:01), the server's answer (CID c1:c2)). Mbed TLS pads the inner
+# plaintext to 16 bytes, so these also check that the padding is stripped.
+MBEDTLS_RECORDS = [
+    (rl.SUITE_PSK_AES_128_CCM_8, False,  # ccm8
+     bytes.fromhex(
+         "86a5dcfd56c9f353513a03e46c65b9e912219c16535a3197473ba126a91d5b5201605926e94b75a6becd"
+         "36d26ea2d0eb"),
+     bytes.fromhex(
+         "6b0bb9615e880095daec9b65fec0ad4e275861890b28b21e4dda4ac265a1817f6b0bb96147f9bc631bf3"
+         "a7e16ecb522f998a11aa90207876b91dd5add0a8fce2"),
+     bytes.fromhex(
+         "19fefd0001000000000001beef0100500001000000000001382eaa223b31282cf1aa7e1c6fc7060cc161"
+         "46d747aaf20051b1b67dd683725285a7a95b7ae8294f1b4548d482630440677135babd0c1ea326b38340"
+         "c94cb828903993963c6f632d"),
+     bytes.fromhex(
+         "19fefd0001000000000001c1c200a00001000000000001c6da0bf7b5bf274b9716583b2c77ba7445807b"
+         "8543a6a1ef6f5c903e63b0a543b743432f89d752fa6b5996f1145eb97358d857bbdce1b3d89886f32cf3"
+         "8bb08a4546b0ba396d46e3b3237ef2f66ee859d3acbc23994911dbea52dbe1cb9b927cda8e1cfe8875b3"
+         "408f874f9892a8c771b69fbba8bf793c686af35aac0ef6a696a9d2f0222b5ec9e776f96f1ac6df0ae727"
+         "8d98f5b8cceb9d")),
+    (rl.SUITE_PSK_AES_128_CBC_SHA256, True,  # cbc_etm
+     bytes.fromhex(
+         "ada9eb2e7acd23106bd7c259165d8907045bb38bf1c61b6675c228a37a6c84db5cb0b7e51469b46e38ed"
+         "a1e107bebce2"),
+     bytes.fromhex(
+         "6b0bb962b0e2cf8a7b6fe4acd611c6fafbd9e1b7b0b4f25912648de5a23135b76b0bb96268ace7d8b60e"
+         "165b0c9c91e648f7953c8a9b5a08a7eaeea1087519f4"),
+     bytes.fromhex(
+         "19fefd0001000000000001beef010080703ff336bb1ac706e07b4b00c29e4531721247d9ae2b1f91925d"
+         "8ad0f89b0a25790ee87a9d96c8bcaa627b981d99006a7629749e79a900e5d2fdc4f9deb1feb40fd13503"
+         "1868642d211bca4cedbdd7b01ba0ec2e139e29669c9104849886160d56189d556a114f8db8c208a7fc06"
+         "abcdd6ac2d7775f9a7cfe66a86b260f3caae"),
+     bytes.fromhex(
+         "19fefd0001000000000001c1c200e035863c7a8dc1f30b4fc572945e941b5dd8b374b0b2841703b66c0e"
+         "2cb3bc62234d7fdd6eabc497dfdd74b646d4460c8ef7750f2668aff6f41addaaabb5fa79a620abfb358b"
+         "09e6f8e0fbf882b3c45b7072f0593da53a4ba7f3dcce16348b8ed932f5c4185e8a419bdc47b40b448989"
+         "600f3ee4e497a4d61bdb14183de631b5cd3507134d6fd6cf597cf6cb86a9e1345e3035d8cd4a48e90362"
+         "fb513812c838c098ed57f628685d507a71951646b9af645294b87b924725227ea0dd6553a3a3d00f2eea"
+         "c6d98aa6e70eb97bac7095bb2c4af21429d893d054604e03011bf78545")),
+    (rl.SUITE_PSK_AES_128_CBC_SHA256, False,  # cbc_mte
+     bytes.fromhex(
+         "62681f10d4018cb9bb9907d8cfcccfc17ca4ff9df7e3b87f515f4a4da72fbf80aefb2828ac4dd4b6b02e"
+         "804427906e4b"),
+     bytes.fromhex(
+         "6b0bb962a99fb0098e098e690e34147ae23a2feba649dd51d3a2c009a96c44d36b0bb962b1cda36ba925"
+         "7b91c6d9d0403615046c0f2498fa36d85c4c01f11204"),
+     bytes.fromhex(
+         "19fefd0001000000000001beef010080f8655f2825691aba943e424d7f3140ed5e51f809a4d14de97fac"
+         "d936a9a945748b7e5dd899d09c972fd31752e3379170df44d3287b01a7123569eaaec76ae4d42b75ee6c"
+         "731e28027433ff31f38a6ebc515ce8fd35e1b581526aca11ab24e648427c223dd045ae7573b55c7491ff"
+         "685086bafccbeabba5be369589a00ad0fe24"),
+     bytes.fromhex(
+         "19fefd0001000000000001c1c200e084475ce2a49cd637560ac61ad511849fefd7785033db8ca1f19e25"
+         "11534323d20c4c8c2a74435fdee9b1c09f327b3677b4721d66fc42ad08f6b31940edc30a9bb276c1088e"
+         "c98fd4815c82d8a1642c0c433db9b2ee564237cc0efdd1c7e09977fa60231252043a2538faddcc30a29d"
+         "9945cad30c34e08aea755dccd9645ac812670a333722b5b6148a6c95fc4d3d32024cf69166b35e248445"
+         "80d4cdb4e48a629aba5cc5e759e0efc8c0cea142fb504b5b98a60a9141ca7105b2c1585ff5c530f2533d"
+         "5e35374fbb00c802732c2e65013d7270504ff6cea47e32c1520f554297")),
+]
+MBEDTLS_REQUEST = b"GET / HTTP/1.0\r\nHost: localhost\r\nExtra-header: \r\n\r\n"
+MBEDTLS_ANSWER = (b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<h2>Mbed TLS Test Server</h2>\r\n"
+                  b"<p>Successful connection using: %s</p>\r\n")
+
+
+def test_mbedtls_tls12_cid_records_open_both_ways():
+    names = {rl.SUITE_PSK_AES_128_CCM_8: b"TLS-PSK-WITH-AES-128-CCM-8",
+             rl.SUITE_PSK_AES_128_CBC_SHA256: b"TLS-PSK-WITH-AES-128-CBC-SHA256"}
+    for suite, etm, master, randoms, request, answer in MBEDTLS_RECORDS:
+        kb = hs.key_block(master, randoms[:32], randoms[32:], rl.key_block_len(suite))
+        _, client_in = rl.epoch_states(1, suite, etm, kb, Rng(1), True, b"\xbe\xef\x01", b"\xc1\xc2")
+        _, server_in = rl.epoch_states(1, suite, etm, kb, Rng(1), False, b"\xc1\xc2", b"\xbe\xef\x01")
+        assert rl.record_end(request, 0, 3) == len(request) and rl.record_end(answer, 0, 2) == len(answer)
+        assert server_in.open(request) == MBEDTLS_REQUEST + b"\x17", (suite, etm)
+        assert client_in.open(answer) == MBEDTLS_ANSWER % names[suite] + b"\x17", (suite, etm)
+        # and independently of dtls_lite.record, with the fake server's construction
+        (_, epoch, seq, cid, frag), = cid_records(request, 3)
+        assert CidCipher(suite, etm, kb, True, cid, Rng(1)).open(epoch, seq, frag) == (23, MBEDTLS_REQUEST)
+        (_, epoch, seq, cid, frag), = cid_records(answer, 2)
+        opened = CidCipher(suite, etm, kb, False, cid, Rng(1)).open(epoch, seq, frag)
+        assert opened == (23, MBEDTLS_ANSWER % names[suite])
