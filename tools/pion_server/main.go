@@ -139,9 +139,10 @@ func main() {
 	}
 }
 
-// helloWatch is the raw connection of one association. Once its handshake is done, a
-// datagram whose first record is an epoch-0 ClientHello with a client random not seen in
-// that handshake (not a late retransmission) closes the association (RFC 6347 4.2.8).
+// helloWatch is the raw connection of one association. A datagram whose first record is an
+// epoch-0 ClientHello with a client random this association has not seen (not a
+// retransmission, nor the hello after HelloVerifyRequest) closes it (RFC 6347 4.2.8): once
+// the handshake is done, and also during it (the client restarted, e.g. it was killed).
 type helloWatch struct {
 	net.Conn
 	mu      sync.Mutex
@@ -172,11 +173,8 @@ func (w *helloWatch) Read(p []byte) (int, error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done {
+	if w.randoms[string(r)] || (!w.done && len(w.randoms) == 0) {
 		w.randoms[string(r)] = true
-		return n, err
-	}
-	if w.randoms[string(r)] {
 		return n, err
 	}
 	w.tripped = true
