@@ -6,7 +6,8 @@ with many more inputs than CI gives them (issue 7 item 6).
 
 Each target runs in chunks of --chunk inputs, every chunk with its own seed (--seed + chunk
 number, so a failure can be replayed), until it has run --examples inputs (default 100000) or
-its share of --max-seconds (split evenly over the targets; default none) is spent. A failing
+its share of --max-seconds is spent (what is left of it, split evenly over the targets still
+to run, so time a fast target does not need goes to the later ones; default: no limit). A failing
 chunk is recorded (hypothesis's shrunk example and error) and the target goes on with the next
 chunk, up to --max-failures failures. Prints one line per target and writes a JSON report
 (default build/fuzz-results.json). Exit status 1 if any target failed.
@@ -57,10 +58,10 @@ def run_target(name, examples, seconds, seed, chunk, max_failures):
     return out
 
 
-def git_commit():
+def git(*args):
     try:
-        return subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
+        return subprocess.run(("git", "-C", ROOT) + args, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -71,7 +72,7 @@ def main(argv=None):
     ap.add_argument("--targets", default=",".join(ft.TARGETS), help="comma-separated (default: all)")
     ap.add_argument("--max-seconds", type=float, default=None, help="overall time budget")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--chunk", type=int, default=5000, help="inputs per hypothesis run")
+    ap.add_argument("--chunk", type=int, default=2000, help="inputs per hypothesis run")
     ap.add_argument("--max-failures", type=int, default=3, help="per target")
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "fuzz-results.json"), metavar="PATH")
     args = ap.parse_args(argv)
@@ -80,14 +81,17 @@ def main(argv=None):
     if unknown or args.examples < 1 or args.chunk < 1:
         ap.error("unknown targets %s (known: %s)" % (unknown, ", ".join(ft.TARGETS)) if unknown
                  else "--examples and --chunk must be >= 1")
-    share = args.max_seconds / len(names) if args.max_seconds is not None else None
-    report = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "commit": git_commit(),
+    report = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "commit": git("rev-parse", "HEAD"),
+              "uncommitted_library_changes": bool(git("status", "--porcelain", "dtls_lite")),
               "python": platform.python_version(), "hypothesis": hypothesis.__version__,
               "examples_per_target": args.examples, "max_seconds": args.max_seconds, "seed": args.seed,
               "targets": {}}
     start = time.monotonic()
     print("%-18s %9s %8s %8s  %s" % ("target", "inputs", "seconds", "per s", "failures"), flush=True)
-    for name in names:
+    for i, name in enumerate(names):
+        share = None  # what is left of the budget, split over the targets still to run
+        if args.max_seconds is not None:
+            share = max(args.max_seconds - (time.monotonic() - start), 0) / (len(names) - i)
         r = run_target(name, args.examples, share, args.seed, args.chunk, args.max_failures)
         report["targets"][name] = r
         print("%-18s %9d %8.1f %8.1f  %d%s" % (name, r["inputs"], r["seconds"], r["inputs_per_second"] or 0,
