@@ -1,4 +1,4 @@
-# Freeze dtls-lite into MicroPython firmware (MicroPython's manifest format, tools/manifestfile.py):
+# Freeze dtls-lite into MicroPython firmware (the format of MicroPython's tools/manifestfile.py):
 # frozen bytecode runs from flash, so importing it costs almost no heap.
 #
 # A board's firmware has its own manifest; write one that includes both, e.g. my_manifest.py:
@@ -26,7 +26,8 @@ metadata(  # noqa: F821
 _DESKTOP_ONLY = ("__main__.py", "cli.py")  # the `dtls-lite` command line (CPython)
 package(  # noqa: F821
     "dtls_lite",
-    files=sorted(f for f in os.listdir("dtls_lite") if f.endswith(".py") and f not in _DESKTOP_ONLY),
+    files=sorted(f for f in os.listdir("dtls_lite")
+                 if f.endswith(".py") and f not in _DESKTOP_ONLY),
 )
 
 _NODE_MODULES = {

@@ -150,7 +150,8 @@ def test_failures_are_survived(runtime, tmp_path, pion_server):
     pion_server.restart()
     r = wake()
     assert r["ok"] and r["echoed"], r
-    assert r["kind"] in ("abbreviated", "full") and r["reason"] == "the continued connection got no reply"
+    assert r["kind"] in ("abbreviated", "full")
+    assert r["reason"] == "the continued connection got no reply"
     r = wake()
     assert r["ok"] and r["action"] == "continue", r
     # The server is gone: the wake fails, the state stays, the next wake (server back) works.
@@ -263,7 +264,8 @@ class _ManifestAPI:
         def package(package_path, files=None, base_path=".", opt=None):
             assert files is not None
             for f in files:
-                self.files.append((package_path + "/" + f, os.path.join(base_path, package_path, f)))
+                self.files.append((package_path + "/" + f,
+                                   os.path.join(base_path, package_path, f)))
 
         def module(module_path, base_path=".", opt=None):
             self.files.append((module_path, os.path.join(base_path, module_path)))
@@ -305,7 +307,138 @@ def test_package_json_lists_the_library():
     with open(os.path.join(ROOT, "package.json")) as f:
         pkg = json.load(f)
     urls = pkg["urls"]
-    lib = sorted(src for _, src, _ in deploy.shipped_sources("esp32") if src.startswith("dtls_lite/"))
+    lib = sorted(src for _, src, _ in deploy.shipped_sources("esp32")
+                 if src.startswith("dtls_lite/"))
     assert sorted(dest for dest, _ in urls) == lib
     assert all(dest == url and os.path.isfile(os.path.join(ROOT, url)) for dest, url in urls)
     assert pkg["version"] and pkg["deps"] == []
+
+
+# ---- the ESP32 program on the unix port, with fake machine/network/esp32 modules -----------
+
+# MicroPython code: what the ESP32 firmware gives main.py, kept in files between processes
+# (RTC memory, the reset cause) so that each run is one boot of a pretend ESP32.
+FAKE_ESP32 = r'''
+import sys
+
+class _RTC:
+    def memory(self, data=None):
+        if data is None:
+            try:
+                with open('rtc.mem', 'rb') as f:
+                    return f.read()
+            except OSError:
+                return b''
+        if len(data) > 2048:
+            raise ValueError('buffer too long')
+        with open('rtc.mem', 'wb') as f:
+            f.write(data)
+
+class machine:
+    PWRON_RESET = 1
+    HARD_RESET = 2
+    WDT_RESET = 3
+    DEEPSLEEP_RESET = 4
+    SOFT_RESET = 5
+    _rtc = _RTC()
+
+    @staticmethod
+    def RTC():
+        return machine._rtc
+
+    @staticmethod
+    def reset_cause():
+        try:
+            with open('cause', 'rb') as f:
+                return int(f.read())
+        except OSError:
+            return 1
+
+    @staticmethod
+    def deepsleep(ms):
+        with open('cause', 'w') as f:
+            f.write('4')
+        print('DEEPSLEEP', ms)
+        raise SystemExit(0)
+
+class _WLAN:
+    def __init__(self):
+        self.up = False
+    def active(self, on=None):
+        pass
+    def connect(self, ssid, password):
+        self.up = ssid == 'lab' and password == 'secret'
+    def isconnected(self):
+        return self.up
+    def status(self):
+        return 202
+    def ipconfig(self, what):
+        return ('127.0.0.1', '255.0.0.0')
+
+class network:
+    STA_IF = 0
+    _wlan = _WLAN()
+
+    @staticmethod
+    def WLAN(which):
+        return network._wlan
+
+class esp32:
+    @staticmethod
+    def mcu_temperature():
+        return 41.5
+
+sys.modules['machine'] = machine
+sys.modules['network'] = network
+sys.modules['esp32'] = esp32
+'''
+
+
+def test_esp32_main_on_unix_with_fake_hardware(tmp_path, pion_server):
+    build = tmp_path / "board"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--dry-run",
+                        "--mpy", "2822", "--target", "esp32", "--build-dir", str(build)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stdout.decode()
+    (build / "fake_esp32.py").write_text(FAKE_ESP32)
+
+    def boot(password="secret"):
+        (build / "config.py").write_text(
+            "WIFI_SSID = 'lab'\nWIFI_PASSWORD = %r\nWIFI_TIMEOUT_MS = 300\n"
+            "SERVER_HOST = %r\nSERVER_PORT = %d\nIDENTITY = %r\nPSK_HEX = %r\n"
+            "SLEEP_MS = 60000\nFAIL_SLEEP_MS = 5000\nBOOT_GRACE_MS = 10\n"
+            "INITIAL_TIMEOUT_MS = 300\nMAX_RETRANSMITS = 2\n"
+            % (password, pion_server.host, pion_server.port, pion_server.identity,
+               pion_server.psk_hex))
+        p = subprocess.run([micropython(), "-c", "import fake_esp32\nimport main\nmain.start()"],
+                           cwd=str(build), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=TIMEOUT)
+        out = p.stdout.decode("utf-8", "replace")
+        assert p.returncode == 0, out
+        lines = out.splitlines()
+        assert lines[-1].startswith("DEEPSLEEP "), out  # every boot ends in deep sleep
+        r = json.loads([x for x in lines if x.startswith("{")][-1])
+        return r, int(lines[-1].split()[1]), out
+
+    r, ms, out = boot()
+    assert "Ctrl-C within 10 ms" in out  # power-on: the REPL grace period
+    assert r["ok"] and r["echoed"] and r["board"] == "esp32", r
+    assert r["reset"] == "power-on" and r["action"] == "full" and r["ip"] == "127.0.0.1"
+    assert json.loads(r["sent"])["v"] == 41.5 and ms == 60000
+    for _ in range(2):
+        r2, ms, out = boot()
+        assert "Ctrl-C within" not in out
+        assert r2["ok"] and r2["reset"] == "deepsleep" and r2["action"] == "continue", r2
+        assert r2["port"] == r["port"] and r2["wire"]["handshake_datagrams"] == 0
+    r3, ms, out = boot(password="wrong")  # WiFi failure: report, keep state, sleep
+    assert not r3["ok"] and r3["stage"] == "network" and ms == 5000, r3
+    assert "not connected within 300 ms" in r3["message"]
+    r4, ms, out = boot()
+    assert r4["ok"] and r4["action"] == "continue" and ms == 60000, r4
+    (build / "config.py").write_text("this is not python\n")  # a broken config.py
+    p = subprocess.run([micropython(), "-c", "import fake_esp32\nimport main\nmain.start()"],
+                       cwd=str(build), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=TIMEOUT)
+    out = p.stdout.decode("utf-8", "replace")
+    assert p.returncode == 0 and out.splitlines()[-1] == "DEEPSLEEP 60000", out
+    assert handshakes(pion_server) == 1

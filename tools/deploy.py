@@ -229,7 +229,8 @@ def plan(files, board, force=False):
     shadowing = set(s[1] for s in steps if s[0] == "remove")
     for old in sorted(board["shipped"] if board else []):
         if old not in files and old in on_board and old not in shadowing and old != "config.py":
-            steps.append(("remove", old, None, "shipped by an earlier deploy, no longer part of it"))
+            steps.append(("remove", old, None,
+                          "shipped by an earlier deploy, no longer part of it"))
     return steps
 
 
@@ -272,7 +273,8 @@ def main(argv=None):
                     help="the board's sys.implementation._mpy; with --dry-run, plan without "
                          "a board (every file counts as new)")
     ap.add_argument("--opt", type=int, default=None, help="mpy-cross -O level")
-    ap.add_argument("--reset", action="store_true", help="reboot the board afterwards (main.py runs)")
+    ap.add_argument("--reset", action="store_true",
+                    help="reboot the board afterwards (main.py runs)")
     ap.add_argument("--build-dir", default=None, help="keep the compiled files here")
     a = ap.parse_args(argv)
     if a.config and not os.path.isfile(a.config):
@@ -311,13 +313,15 @@ def run(a):
         files = build(a.target, a.config, argv_prefix, out_dir, a.opt)
         steps = plan(files, board, a.force)
         print("deploy: target %s, board .mpy v%d.%d arch %s, %s"
-              % (a.target, version, sub, arch or "none", " ".join(argv_prefix[1:]) or "(defaults)"))
+              % (a.target, version, sub, arch or "none",
+                 " ".join(argv_prefix[1:]) or "(defaults)"))
         for action, dest, local, why in steps:
             size = " %6d B" % os.path.getsize(local) if local else " " * 8
             print("  %-6s %-28s%s  %s" % (action, dest, size, why))
         counts = dict((k, sum(1 for s in steps if s[0] == k)) for k in ("copy", "skip", "remove"))
         if a.dry_run:
-            print("deploy: dry run: would copy %(copy)d, skip %(skip)d, remove %(remove)d" % counts)
+            print("deploy: dry run: would copy %(copy)d, skip %(skip)d, remove %(remove)d"
+                  % counts)
             return 0
         if counts["copy"] or counts["remove"] or board["shipped"] != sorted(files):
             execute(steps, files, a.port, os.path.join(tmp, MANIFEST))

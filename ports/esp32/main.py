@@ -1,10 +1,11 @@
 # ESP32 sensor node: on every boot, one wake (ports/node.py), then machine.deepsleep().
 # Stays a .py on the board (the firmware runs main.py only); the rest ships as .mpy.
 #
-# After a power-on or reset (not a deep-sleep wake) it waits BOOT_GRACE_MS first, so that
-# `mpremote` (whose Ctrl-C arrives right after it resets the board) gets the REPL before the
-# node goes to sleep. Ctrl-C during a wake also stops it. Anything else that goes wrong,
-# even a failed import, ends in deep sleep: a node on a battery never stays awake.
+# After a power-on or reset (not a deep-sleep wake) it waits BOOT_GRACE_MS first: a board in
+# deep sleep does not answer mpremote, so press reset (EN) and connect (mpremote's Ctrl-C stops
+# main.py) within that time to reach the REPL. Ctrl-C during a wake stops it too. Anything
+# else that goes wrong, even a failed import, ends in deep sleep: a battery node never stays
+# awake.
 import machine
 import time
 
@@ -36,10 +37,11 @@ def start():
         _main()
     except KeyboardInterrupt:
         print("node: interrupted, staying awake (REPL)")
-    except BaseException as e:  # noqa: B036 - the last line of defence before the battery drains
+    except Exception as e:  # the last line of defence before the battery drains
         import sys
         sys.print_exception(e)
-        machine.deepsleep(_setting("FAIL_SLEEP_MS", None) or _setting("SLEEP_MS", _FALLBACK_SLEEP_MS))
+        ms = _setting("FAIL_SLEEP_MS", None) or _setting("SLEEP_MS", _FALLBACK_SLEEP_MS)
+        machine.deepsleep(ms)
 
 
 if __name__ == "__main__":  # the firmware runs main.py as __main__; an import only defines
