@@ -17,9 +17,10 @@
 # Local port (DESIGN.md section 4: a continued connection needs the same address and port):
 # 1. the port the connection in RTC memory was saved with (it rides in front of the blob);
 # 2. else BIND_PORT if set, else a random port in 49152-65535;
-# 3. a handshake that times out is tried once more from a new random port. Some servers (pion)
-#    silently ignore a ClientHello from an address whose old association they still hold
-#    (a node that lost power, or resumes from its old port); from a new port they answer.
+# 3. a handshake from a port of rule 1 or 2 that times out is tried once more from a new random
+#    port. Some servers (older pion, s_server) silently ignore a ClientHello from an address
+#    whose old association they still hold (a node that lost power, or resumes from its old
+#    port); from a new port they answer. A random port is not retried: the server is down.
 import gc
 import time
 
@@ -203,8 +204,10 @@ def wake(cfg, board, client_class=None):
         suites = getattr(cfg, "SUITES", None)
         if suites:
             options["suites"] = suites
-        port = (rtc.saved_port if rtc is not None else None) or setting(cfg, "BIND_PORT") \
-            or random_port()
+        port = (rtc.saved_port if rtc is not None else None) or setting(cfg, "BIND_PORT")
+        fresh = not port  # a random port: no server can hold an old association for it
+        if fresh:
+            port = random_port()
         for attempt in (1, 2):
             report["port"] = port
             if rtc is not None:
@@ -219,7 +222,7 @@ def wake(cfg, board, client_class=None):
                 client.connect()
                 break
             except HandshakeTimeout as e:
-                if attempt == 2:
+                if attempt == 2 or fresh:
                     raise
                 _policy(report, client)
                 report["first_error"] = str(e)

@@ -490,6 +490,13 @@ def test_handshake_timeout_retries_from_a_new_port():
     assert (saved[0] << 8) | saved[1] == r["port"]  # later wakes continue from the new port
 
 
+def test_timeout_from_a_random_port_is_not_retried():
+    _reset_fake(timeouts=2)
+    r = node.wake(Cfg, FakeBoard(), FakeClient)  # nothing saved, no BIND_PORT: random port
+    assert not r["ok"] and r["stage"] == "connect"
+    assert len(FakeClient.made) == 1  # a second try would only double the radio time
+
+
 def test_server_down_is_survived():
     _reset_fake(timeouts=2)
     board = FakeBoard(rtc=MemoryStore(b"\xc3\x50" + b"old"))
