@@ -305,7 +305,10 @@ def test_manifest_rejects_unknown_node():
 
 def test_package_json_lists_the_library():
     with open(os.path.join(ROOT, "package.json")) as f:
-        pkg = json.load(f)
+        text = f.read()
+    assert text == deploy.package_json_text(), \
+        "package.json is stale: run `python tools/deploy.py --write-package-json`"
+    pkg = json.loads(text)
     urls = pkg["urls"]
     lib = sorted(src for _, src, _ in deploy.shipped_sources("esp32")
                  if src.startswith("dtls_lite/"))

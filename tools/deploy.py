@@ -182,6 +182,14 @@ def shipped_sources(target):
     return entries + PORT_FILES[target]
 
 
+def package_json_text(version="0.1.0"):
+    """package.json for `mpremote mip install` (the library, as .py): regenerate it with
+    `tools/deploy.py --write-package-json` when dtls_lite/ gains or loses a module."""
+    lib = [src for _, src, _ in shipped_sources("esp32") if src.startswith("dtls_lite/")]
+    urls = ",\n".join('    ["%s", "%s"]' % (s, s) for s in lib)
+    return '{\n  "urls": [\n%s\n  ],\n  "deps": [],\n  "version": "%s"\n}\n' % (urls, version)
+
+
 def build(target, config, argv_prefix, out_dir, opt=None):
     """Compile/copy everything into out_dir; {board path: local file}."""
     files = {}
@@ -276,7 +284,13 @@ def main(argv=None):
     ap.add_argument("--reset", action="store_true",
                     help="reboot the board afterwards (main.py runs)")
     ap.add_argument("--build-dir", default=None, help="keep the compiled files here")
+    ap.add_argument("--write-package-json", action="store_true",
+                    help="rewrite package.json from dtls_lite/ and exit")
     a = ap.parse_args(argv)
+    if a.write_package_json:
+        with open(os.path.join(ROOT, "package.json"), "w") as f:
+            f.write(package_json_text())
+        return 0
     if a.config and not os.path.isfile(a.config):
         ap.error("--config %s: no such file" % a.config)
     try:
