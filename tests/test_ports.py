@@ -18,8 +18,6 @@ import sys
 
 import pytest
 
-import peers
-
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 for _p in (os.path.join(ROOT, "ports"), os.path.join(ROOT, "ports", "esp32"),

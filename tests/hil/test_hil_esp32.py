@@ -20,8 +20,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 HIL = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HIL))
 TIMEOUT = 180
