@@ -67,7 +67,7 @@ class Board:
     name = "generic"
 
     def reset_cause(self):
-        """"deepsleep" after a deep-sleep wake, else "power-on", "soft", "hard", ..."""
+        """DEEPSLEEP after a deep-sleep wake, else "power-on", "soft", "hard", ..."""
         return "power-on"
 
     def rtc_store(self):
