@@ -4,7 +4,8 @@ Run from the repo root: `python tools/bench.py [--only crypto] [--json PATH]`.
 Each section is one function returning a dict; printing and the JSON file are shared.
 Sections: crypto (CCM_8 seal/open and the TLS PRF, portable vs pycryptodome's CCM);
 handshake (full CCM_8 handshake against OpenSSL s_server on both runtimes, with MicroPython's
-built-in `tls` client as the reference; see tools/bench_handshake.py).
+built-in `tls` client as the reference; see tools/bench_handshake.py); reassembly (a 1-4 KB
+handshake message from 1-byte and 64-byte fragments on both runtimes: cost per fragment).
 """
 import argparse
 import json
@@ -162,7 +163,210 @@ def print_handshake(r):
     show(r)
 
 
-SECTIONS = {"crypto": (bench_crypto, print_crypto), "handshake": (bench_handshake, print_handshake)}
+# --- section: reassembly ---
+# One script for both runtimes (run as a subprocess of each): the server's ServerKeyExchange,
+# made 1, 2 or 4 KB long by its PSK identity hint, reaches the client in 1-byte or 64-byte
+# fragments, packed into datagrams of at most ~1.3 KB, in order or in reverse order. Measured:
+# microseconds per fragment through Connection.receive() (records, window, buffer, delivery)
+# and through reassembly.Reassembly alone. Linear reassembly = a flat per-fragment cost as the
+# number of fragments grows from 1,024 to 4,096.
+
+_REASSEMBLY_SCRIPT = r"""
+import gc, json, sys
+sys.path[:0] = [sys.argv[1] + "/tests/portable", sys.argv[1]]
+try:
+    from time import ticks_diff, ticks_us
+except ImportError:
+    from time import perf_counter_ns
+    def ticks_us():
+        return perf_counter_ns() // 1000
+    def ticks_diff(a, b):
+        return a - b
+from dtls_lite import connection as cn
+from dtls_lite import handshake as hs
+from dtls_lite import reassembly
+from fakeserver import IDENTITY, PSK, FakeServer, Rng
+
+REPEATS = int(sys.argv[2])
+
+
+def ske_fragments(size, frag):
+    # the client after the ServerHello, and the 12-byte-header fragments of a size-byte SKE
+    c = cn.Connection(IDENTITY, PSK, rng=Rng(3), max_handshake_size=8192)
+    srv = FakeServer(cookie=None, hint=b"h" * (size - 2))
+    c.connect(0)
+    flight = srv.handle(c.datagrams_to_send()[0])
+    c.receive(flight[0], 1)
+    msg = srv.flight[1][2]
+    t, length, mseq = msg[0], size, (msg[4] << 8) | msg[5]
+    out = []
+    for off in range(0, size, frag):
+        body = msg[12 + off:12 + off + frag]
+        out.append(hs.push_header(t, length, mseq, off, len(body)) + body)
+    return c, srv, out
+
+
+def best(xs):
+    # the minimum: on a shared machine every disturbance only adds time
+    return min(xs)
+
+
+try:
+    from micropython import mem_total
+except ImportError:
+    mem_total = None
+
+
+def via_connection(size, frag, reverse):
+    runs = []
+    for _ in range(REPEATS):
+        c, srv, frags = ske_fragments(size, frag)
+        if reverse:
+            frags = frags[::-1]
+        per = max(1, 1300 // len(frags[0]))
+        datagrams = [srv.write0.protect(22, b"".join(frags[i:i + per])) for i in range(0, len(frags), per)]
+        gc.collect()
+        t = ticks_us()
+        for d in datagrams:
+            c.receive(d, 2)
+        runs.append(ticks_diff(ticks_us(), t) / len(frags))
+        assert c.state == cn.ST_WAIT_SERVER_HELLO_DONE, c.state
+    return best(runs)
+
+
+def alone(size, frag, reverse):
+    runs = []
+    for _ in range(REPEATS):
+        _, _, frags = ske_fragments(size, frag)
+        if reverse:
+            frags = frags[::-1]
+        n = len(frags)
+        mseq = hs.pull_header(frags[0], 0)[2]
+        blob = memoryview(b"".join(frags))  # one object: 4,096 live ones would slow each GC
+        frags = None
+        r = reassembly.Reassembly()
+        gc.collect()
+        a = mem_total() if mem_total else 0
+        t = ticks_us()
+        off = 0
+        for _ in range(n):
+            f = hs.pull_header(blob, off)
+            end = off + 12 + f[4]
+            r.add(f, blob[off:end], 0, 8192)
+            off = end
+        got = r.pop(mseq)
+        runs.append(ticks_diff(ticks_us(), t) / n)
+        if mem_total:
+            key = "%s_%dB_from_%dB_alloc_bytes_per_fragment" % (
+                "reverse" if reverse else "in_order", size, frag)
+            ALLOC[key] = (mem_total() - a) / n
+        assert got is not None and len(got[0]) == size + 12
+    return best(runs)
+
+
+ALLOC = {}
+
+
+if sys.implementation.name == "micropython":
+    # touch every page of the heap once: first-touch page faults of the unix port's heap
+    # would otherwise be charged to whichever run first reaches new memory
+    junk = []
+    try:
+        while True:
+            junk.append(bytearray(32768))
+    except MemoryError:
+        junk = None
+    gc.collect()
+out = {"runtime": sys.implementation.name}
+for name, fn in (("connection", via_connection), ("reassembly", alone)):
+    res = {}
+    for order in ("in_order", "reverse"):
+        for size, frag in ((1024, 1), (2048, 1), (4096, 1), (4096, 64)):
+            res["%s_%dB_from_%dB_us_per_fragment" % (order, size, frag)] = fn(size, frag, order == "reverse")
+    out[name] = res
+if ALLOC:
+    out["reassembly_alloc"] = ALLOC
+print(json.dumps(out))
+"""
+
+
+def _run_reassembly(cmd, repeats):
+    proc = subprocess.run(cmd + ["-c", _REASSEMBLY_SCRIPT, ROOT, str(repeats)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    return json.loads(lines[-1])
+
+
+def bench_reassembly(args):
+    repeats = 2 * args.scale + 1
+    result = {"cpython": _run_reassembly([sys.executable], repeats)}
+    mp = args.micropython or find_micropython()
+    if not mp:
+        result["micropython"] = {"error": "micropython not found"}
+    else:
+        # 4,096 fragment objects to feed in: more heap than the unix port's default
+        cmd = [mp, "-X", "heapsize=" + (args.mp_heapsize or "8m")]
+        result["micropython"] = _run_reassembly(cmd, repeats)
+    for rt in ("cpython", "micropython"):
+        r = result[rt]
+        if "error" in r:
+            continue
+        # linear: 4x the fragments costs 4x the time, so the per-fragment cost stays flat
+        for level in ("connection", "reassembly"):
+            for order in ("in_order", "reverse"):
+                k = level + ":" + order
+                result.setdefault("growth_1k_to_4k", {}).setdefault(rt, {})[k] = (
+                    r[level][order + "_4096B_from_1B_us_per_fragment"]
+                    / r[level][order + "_1024B_from_1B_us_per_fragment"])
+    return result
+
+
+def print_reassembly(r):
+    print("reassembly: microseconds per fragment, best of runs (a ServerKeyExchange of N bytes"
+          " in F-byte fragments)")
+    cases = [(s, f) for s, f in ((1024, 1), (2048, 1), (4096, 1), (4096, 64))]
+    print("  %-26s %-9s" % ("", "order") + "".join("%12s" % ("%dB/%dB" % c) for c in cases)
+          + "%10s" % "4k/1k")
+    for rt in ("cpython", "micropython"):
+        res = r[rt]
+        if "error" in res:
+            print("  %s failed: %s" % (rt, res["error"]))
+            continue
+        for level in ("connection", "reassembly"):
+            for order in ("in_order", "reverse"):
+                vals = [res[level]["%s_%dB_from_%dB_us_per_fragment" % (order, s, f)] for s, f in cases]
+                g = r["growth_1k_to_4k"][rt][level + ":" + order]
+                print("  %-26s %-9s" % (rt + " " + level, order.replace("_", "-"))
+                      + "".join("%12.2f" % v for v in vals) + "%10.2f" % g)
+        if "reassembly_alloc" in res:
+            for order in ("in_order", "reverse"):
+                vals = [res["reassembly_alloc"]["%s_%dB_from_%dB_alloc_bytes_per_fragment" % (order, s, f)]
+                        for s, f in cases]
+                print("  %-26s %-9s" % (rt + " heap B/fragment", order.replace("_", "-"))
+                      + "".join("%12.1f" % v for v in vals))
+    print("  4k/1k: per-fragment cost of 4096 one-byte fragments over that of 1024 (1.0 = linear)")
+
+
+SECTIONS = {"crypto": (bench_crypto, print_crypto), "handshake": (bench_handshake, print_handshake),
+            "reassembly": (bench_reassembly, print_reassembly)}
+
+
+# --- section: wake (tools/bench_wake.py: cost per wake kind, both runtimes, with references) ---
+
+def bench_wake(args):
+    from bench_wake import bench_wake as run
+    # scale 4 (the default): 3 rounds, 20 full/abbreviated pairs, 500 in-process wakes
+    return run(rounds=max(1, args.scale * 3 // 4), pairs=5 * args.scale, hot_n=125 * args.scale)
+
+
+def print_wake(r):
+    from bench_wake import print_wake as show
+    show(r)
+
+
+SECTIONS["wake"] = (bench_wake, print_wake)
 
 
 def main(argv=None):
