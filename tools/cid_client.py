@@ -1,7 +1,7 @@
 # One DTLS client run with Connection ID options, on MicroPython or CPython, reporting one JSON
 # line on stdout (as tools/run_client.py does). It drives the sans-I/O Connection over its own
 # UDP sockets, so one connection can move to a new local address and port mid-way (what a NAT
-# rebinding or a node waking elsewhere looks like to the server). Used by tests/test_cid.py.
+# rebinding or a node waking elsewhere looks like to the server). Used by tests/test_cid_interop.py.
 #
 #   micropython tools/cid_client.py HOST PORT IDENTITY PSK_HEX [options]
 #   options: --cid HEX|empty|off  (the CID we offer; default: the library's, empty)
