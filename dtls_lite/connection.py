@@ -16,6 +16,8 @@ from dtls_lite import record as rl
 from dtls_lite.compat import const
 from dtls_lite.errors import (AlertReceived, ConnectionClosed, HandshakeTimeout, ProtocolError,
                               UsageError, alert_name)
+from dtls_lite.errors import DTLSError
+from dtls_lite.reassembly import Reassembly
 
 ST_IDLE = const(0)
 ST_WAIT_SERVER_HELLO = const(1)  # or HelloVerifyRequest
@@ -40,8 +42,14 @@ EVENT_CLOSED = const(4)  # payload: None after close_notify/close(), else the DT
 _LEVEL_WARNING = const(1)
 _LEVEL_FATAL = const(2)
 _MAX_PLAINTEXT = const(16384)
-_MAX_BUFFERED_MESSAGES = const(8)
+# Server messages buffered ahead of the next one due: a flight has at most 3 (ServerHello,
+# ServerKeyExchange, ServerHelloDone); forged fragments further ahead are dropped.
+_WINDOW = const(4)
+# Default handshake_timeout_ms: one whole retransmission schedule for each client flight of a
+# full handshake with a cookie exchange (ClientHello twice, then ClientKeyExchange..Finished).
+_FLIGHTS = const(3)
 _MAX_EARLY_RECORDS = const(4)
+_OPENING = (hs.HT_SERVER_HELLO, hs.HT_HELLO_VERIFY_REQUEST)  # what may open a server flight
 _MAX_HELLO_VERIFY = const(4)
 # Fatal alerts a server sends when it cannot verify our Finished or does not know our identity:
 # bad_record_mac, handshake_failure, decrypt_error, internal_error (pion/dtls, for an unknown
@@ -61,7 +69,8 @@ class Stats:
         self.retransmissions = 0
         self.records_dropped = 0
         self.hello_verify = False
-        self.handshake_kind = None  # "full" once a handshake completed
+        self.round_trips = 0  # handshake flights of ours the server answered
+        self.handshake_kind = None  # "full", "abbreviated" or "continued"
         self.handshake_started_ms = None
         self.handshake_ms = None
 
@@ -97,18 +106,26 @@ class _Handshake:
     master = None
     pending_read = None
     last_peer_seq = -1  # message_seq ending the server's previous flight
+    offered_id = b""  # session_id offered for resumption (RFC 5246 7.3)
+    resumed = False  # the server echoed offered_id: abbreviated handshake
+    pending_write = None  # abbreviated: our epoch-1 state, used once the server's Finished verifies
 
     def __init__(self, client_random):
         self.client_random = client_random
-        self.frags = {}  # message_seq -> [msg_type, length, epoch, bytearray message, ranges]
+        self.frags = Reassembly()  # server messages not yet whole or not yet due
         self.transcript = []  # whole messages covered by Finished (RFC 6347 4.2.6), as received or sent
         self.early_records = []  # next-epoch records that overtook the server's CCS, whole
+
+
+def _resumable(s):
+    # RFC 7627 5.3: never resume a session that did not use extended master secret.
+    return s is not None and s.ems and 0 < len(s.session_id) <= 32 and len(s.master_secret) == 48
 
 
 class Connection:
     def __init__(self, identity, psk, rng=None, suites=None, mtu=1200, initial_timeout_ms=1000,
                  max_timeout_ms=60000, max_retransmits=6, max_handshake_size=4096, session=None,
-                 cid=b""):
+                 cid=b"", handshake_timeout_ms=None):
         if isinstance(identity, str):
             identity = identity.encode()
         if not isinstance(identity, (bytes, bytearray)) or not 1 <= len(identity) <= 128:
@@ -119,18 +136,40 @@ class Connection:
         if suites is None:
             suites = available
         else:
-            suites = list(suites)
-            for s in suites:
+            if isinstance(suites, (int, str, bytes, bytearray)):
+                raise UsageError("suites must be a list of suite numbers (record.SUITE_*)")
+            try:
+                suites = list(suites)
+            except TypeError:
+                raise UsageError("suites must be a list of suite numbers (record.SUITE_*)")
+            for i, s in enumerate(suites):
+                if not _is_int(s):
+                    raise UsageError("suites: %r is not a suite number (record.SUITE_*)" % (s,))
                 if s not in available:
                     raise UsageError("suites: %s is not supported by this backend" % rl.suite_name(s))
+                if s in suites[:i]:
+                    raise UsageError("suites: %s is listed twice" % rl.suite_name(s))
             if not suites:
                 raise UsageError("suites must not be empty")
-        if not 128 <= mtu <= 16384:
-            raise UsageError("mtu must be 128..16384")
-        if not 1 <= initial_timeout_ms <= max_timeout_ms:
-            raise UsageError("initial_timeout_ms must be 1..max_timeout_ms")
-        if max_retransmits < 0:
-            raise UsageError("max_retransmits must be >= 0")
+        _check_int("mtu", mtu, 128, 16384)
+        _check_int("initial_timeout_ms", initial_timeout_ms, 1, None)
+        _check_int("max_timeout_ms", max_timeout_ms, initial_timeout_ms, None)
+        _check_int("max_retransmits", max_retransmits, 0, None)
+        _check_int("max_handshake_size", max_handshake_size, 1, 0xFFFFFF)  # a uint24 length
+        if handshake_timeout_ms is None:
+            handshake_timeout_ms = _FLIGHTS * _schedule_ms(initial_timeout_ms, max_timeout_ms,
+                                                           max_retransmits)
+        _check_int("handshake_timeout_ms", handshake_timeout_ms, 1, None)
+        if rng is not None:
+            if not callable(rng):
+                raise UsageError("rng must be a function: rng(n) -> n random bytes")
+            rng = _checked_rng(rng)
+        self._hs_timeout = handshake_timeout_ms  # overall, from connect(): nothing extends it
+        self._sent_ms = 0  # now_ms of the current flight's last transmission
+        self._repeats = 0  # times the server re-sent its previous flight: ours did not get through
+        self._hvr_repeats = 0  # HelloVerifyRequests that came after we sent the cookie
+        self._close_pending = None  # error of a close_notify during the handshake, until the timer
+        self._oom = 0  # datagrams dropped because handling them ran out of memory
         self.identity = bytes(identity)
         self._psk = bytes(psk)
         self._rng = rng or crypto.random_bytes
@@ -155,6 +194,11 @@ class Connection:
         self._read = rl.ReadState(0)
         self._write = rl.WriteState(0)
         self._hs = None
+        self._key_block = None
+        self._client_random = None
+        self._last_peer_seq = -1  # abbreviated: message_seq of the server's Finished
+        self.write_cid = b""  # CID we put in records (the server's, RFC 9146); b"" = none
+        self.read_cid = b""  # CID the server puts in records to us
         # retransmission machine (RFC 6347 4.2.4), separate from the handshake states
         self._flight = None  # [(write_state, content_type, payload)]
         self._timeout = initial_timeout_ms
@@ -166,16 +210,29 @@ class Connection:
 
     def connect(self, now_ms):
         """Start the handshake: queues the ClientHello."""
+        _check_ms(now_ms)
         if self.state != ST_IDLE:
             raise UsageError("connect() called twice")
         self._hs = _Handshake(self._rng(32))
+        if _resumable(self._offer):
+            self._hs.offered_id = self._offer.session_id
         self.stats.handshake_started_ms = now_ms
         self.state = ST_WAIT_SERVER_HELLO
         self._now = now_ms
         self._send_client_hello()
 
     def receive(self, datagram, now_ms):
-        """Process one UDP datagram (one or more records, RFC 6347 4.1)."""
+        """Process one UDP datagram (one or more records, RFC 6347 4.1).
+
+        Never raises for what the datagram holds. If handling it fails part way (MemoryError),
+        the connection is put back as it was before it, as if the datagram had been lost
+        (buffered fragments of unfinished messages go too; the server's retransmission brings
+        them again). Any other unexpected exception closes the connection with a DTLSError."""
+        if isinstance(datagram, memoryview):
+            datagram = bytes(datagram)
+        if not isinstance(datagram, (bytes, bytearray)):
+            raise UsageError("receive() takes the datagram as bytes, not %s" % type(datagram).__name__)
+        _check_ms(now_ms)
         st = self.stats
         st.datagrams_received += 1
         st.bytes_received += len(datagram)
@@ -183,11 +240,22 @@ class Connection:
             st.records_dropped += 1
             return
         self._now = now_ms
+        if self._hs_expired():  # too late for anything the server says now
+            st.records_dropped += 1
+            self._fail(HandshakeTimeout(self._timeout_reason()), None)
+            return
+        saved = None
         try:
+            if self._hs is not None:
+                saved = _save(self)
             self._on_datagram(datagram)
+            self._flush()
         except ProtocolError as e:
             self._fail(e, e.alert)
-        self._flush()
+        except BaseException as e:  # noqa: B902 - nothing may leave the connection half-updated
+            self._undo(saved, e)
+            if not isinstance(e, Exception):
+                raise  # KeyboardInterrupt, SystemExit: after the undo
 
     def datagrams_to_send(self):
         out = self._out
@@ -199,24 +267,64 @@ class Connection:
         return self._deadline
 
     def handle_timer(self, now_ms):
+        _check_ms(now_ms)
         if self._deadline is None or now_ms < self._deadline:
             return
-        if self._retransmits >= self._max_retransmits:
-            msg = "no answer from server after %d retransmissions" % self._retransmits
-            if self.state == ST_WAIT_FINISHED:
-                msg += (" to our Finished: wrong PSK or identity? (servers silently drop"
-                        " records they cannot decrypt)")
-            self._fail(HandshakeTimeout(msg), None)
+        self._now = now_ms
+        if self._close_pending is not None:  # the server's close_notify, no fatal alert after it
+            self._closed(self._close_pending)
+            return
+        if self._hs_expired() or self._retransmits >= self._max_retransmits:
+            self._fail(HandshakeTimeout(self._timeout_reason()), None)
             return
         self._retransmits += 1
         self.stats.retransmissions += 1
         # RFC 6347 4.2.4.1: double the timer on each retransmission, up to the maximum.
         self._timeout = min(self._timeout * 2, self._max_timeout)
-        self._now = now_ms
-        self._transmit_flight()
+        try:
+            self._transmit_flight()
+        except MemoryError:
+            self._arm()  # as if this retransmission had been lost: the next one is due later
+
+    def _timeout_reason(self):
+        """Why the handshake gives up, claiming no more than what was seen: a wrong PSK only
+        once the server answered our earlier flights and then not our Finished."""
+        n = self._retransmits
+        if self._sent_finished():
+            if self._repeats:
+                msg = ("the server re-sent its previous flight %d times: it does not accept our"
+                       " Finished flight (%d retransmissions): wrong PSK or identity? (servers"
+                       " silently drop records they cannot decrypt) or our datagrams get lost"
+                       % (self._repeats, n))
+            else:
+                msg = ("the server answered our earlier flights but not our Finished (%d"
+                       " retransmissions): wrong PSK or identity? (servers silently drop records"
+                       " they cannot decrypt) or the link failed" % n)
+        elif self._repeats:
+            msg = ("the server re-sent its previous flight %d times but never got ours (%d"
+                   " retransmissions): our datagrams get lost" % (self._repeats, n))
+        elif self.state == ST_WAIT_SERVER_HELLO and self._hvr_repeats:
+            msg = ("the server keeps sending HelloVerifyRequest: %d more after we returned its"
+                   " cookie, never a ServerHello (%d retransmissions); its connection table may be"
+                   " full" % (self._hvr_repeats, n))
+        elif self.state == ST_WAIT_SERVER_KEY_EXCHANGE or self.state == ST_WAIT_SERVER_HELLO_DONE:
+            msg = "only part of the server's flight arrived (%d retransmissions): packet loss?" % n
+        else:
+            msg = "no answer from server after %d retransmissions" % n
+        if self._hs_expired():
+            msg = "handshake_timeout_ms (%d) reached: %s" % (self._hs_timeout, msg)
+        if self._oom:
+            msg += "; %d datagrams dropped for lack of memory" % self._oom
+        return msg
+
+    def _hs_expired(self):
+        return ST_IDLE < self.state < ST_CONNECTED and \
+            self._now - self.stats.handshake_started_ms >= self._hs_timeout
 
     def send(self, data):
         """Queue application data as one record."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):  # bytes(1000) = 1000 zeros
+            raise UsageError("send() takes bytes, not %s" % type(data).__name__)
         if self.state == ST_CLOSED:
             raise ConnectionClosed("connection is closed")
         if self.state != ST_CONNECTED:
@@ -256,7 +364,9 @@ class Connection:
     def _on_datagram(self, datagram):
         off = 0
         while off < len(datagram) and self.state != ST_CLOSED:
-            end = rl.record_end(datagram, off)
+            # a tls12_cid record's length field follows our CID (RFC 9146 4); read per record:
+            # a datagram of ServerHello, CCS and Finished (abbreviated) sets it midway
+            end = rl.record_end(datagram, off, len(self.read_cid))
             if end < 0:
                 self.stats.records_dropped += 1  # truncated: the rest of the datagram is lost
                 return
@@ -274,6 +384,14 @@ class Connection:
             self.stats.records_dropped += 1
             return
         ctype = rec[0]
+        if ctype == rl.CT_TLS12_CID:
+            # RFC 9146 4: opened only if it carried our CID; its real type ends the inner
+            # plaintext. Plaintext (epoch 0) records never have this type.
+            if rs.epoch == 0:
+                self.stats.records_dropped += 1
+                return
+            ctype = plain[-1]
+            plain = plain[:-1]
         if ctype == rl.CT_HANDSHAKE:
             self._on_handshake_record(plain)
         elif ctype == rl.CT_CHANGE_CIPHER_SPEC:
@@ -324,13 +442,27 @@ class Connection:
                 self._send_alert(_LEVEL_WARNING, hs.ALERT_CLOSE_NOTIFY)
                 self._closed(None)  # receive() flushes
             else:
-                self._closed(AlertReceived(level, desc, "server closed the connection during the handshake"))
+                # tinydtls sends close_notify and, in the next datagram, the fatal alert that
+                # says why; and an epoch-0 close_notify may be forged. So wait until the timer
+                # (at most initial_timeout_ms): a fatal alert or the server's next flight wins.
+                msg = "server closed the connection (close_notify) during the handshake"
+                if self._sent_finished():
+                    msg = ("server closed the connection (close_notify) instead of sending its"
+                           " Finished: wrong PSK or identity?")
+                self._close_pending = AlertReceived(level, desc, msg)
+                d = self._now + self._initial_timeout
+                if self._deadline is None or d < self._deadline:
+                    self._deadline = d
         elif level == _LEVEL_FATAL:
             msg = None
-            if self.state == ST_WAIT_FINISHED and desc in _PSK_REJECTED:
+            if self._sent_finished() and desc in _PSK_REJECTED:
                 msg = ("server rejected our Finished with %s (%d): wrong PSK or identity?"
                        % (alert_name(desc), desc))
             self._closed(AlertReceived(level, desc, msg))
+
+    def _sent_finished(self):
+        """Whether we wait for the server's Finished after sending ours (a full handshake)."""
+        return self.state == ST_WAIT_FINISHED and not self._hs.resumed
 
     def _send_alert(self, level, desc):
         self._queue_record(self._write.protect(rl.CT_ALERT, bytes((level, desc))))
@@ -355,6 +487,9 @@ class Connection:
             if f[0] == hs.HT_HELLO_REQUEST and self._read.epoch > 0:
                 # We never renegotiate (RFC 5746 4.2): say so with a warning.
                 self._send_alert(_LEVEL_WARNING, hs.ALERT_NO_RENEGOTIATION)
+            elif f[0] == hs.HT_FINISHED and f[2] == self._last_peer_seq and self._flight:
+                # Abbreviated handshake: the server's Finished again means ours was lost.
+                self._resend_last_flight()
             return end  # else a retransmission of the server's last flight
         if self.state in _ACCEPT:
             self._on_fragment(f, data[off:end])
@@ -367,69 +502,75 @@ class Connection:
         h = self._hs
         if f[0] == hs.HT_HELLO_REQUEST or not self._admit(f):
             return  # RFC 5246 7.4.1.1: HelloRequest is ignored while negotiating
-        if f[2] == h.recv_seq and f[4] == f[1] and f[2] not in h.frags:
+        if f[4] == f[1] and (f[2] == h.recv_seq or self._opens_flight(f)):
             # The usual case, a whole message that is the next one due: its bytes as received
             # are already the form that is hashed (fragment_offset 0, fragment_length = length).
-            h.recv_seq += 1
-            self._on_message(frag, self._read.epoch)
-        elif not self._buffer_fragment(f, frag):
+            # It passes whatever the buffer holds for its message_seq (maybe a forgery).
+            h.frags.discard(f[2])
+            self._deliver(frag, f[2], self._read.epoch)
+        elif not h.frags.add(f, frag, self._read.epoch, self._max_hs):
+            self.stats.records_dropped += 1  # no room, or scattered into too many pieces
             return
-        if h.frags and self._hs is h and self.state != ST_CLOSED:
+        if len(h.frags) and self._hs is h and self.state != ST_CLOSED:
             self._deliver_buffered()
 
+    def _opens_flight(self, f):
+        """Whether f is of the server's first message answering our ClientHello: its
+        message_seq fixes the numbering (after a cookie exchange servers differ), but it cannot
+        be ahead of our own (RFC 6347 4.2.2)."""
+        h = self._hs
+        return h.recv_seq is None and f[2] <= h.send_seq and \
+            (f[0] == hs.HT_SERVER_HELLO or f[0] == hs.HT_HELLO_VERIFY_REQUEST)
+
     def _admit(self, f):
-        """Whether to take the fragment: not if its message was delivered already (then maybe
-        retransmit our last flight) or the buffer is full."""
+        """Whether to take the fragment: only inside a window of _WINDOW messages from the next
+        one due; one delivered already may be the server's retransmission (then ours was lost)."""
         h = self._hs
         mseq = f[2]
+        if f[0] == hs.HT_HELLO_VERIFY_REQUEST and h.cookie and f[3] == 0:
+            self._hvr_repeats += 1  # after we returned a cookie: reported if we time out
         if h.recv_seq is None:
-            # The server's first message fixes where its numbering starts (after a cookie
-            # exchange servers differ); anything that overtook it waits in the buffer.
-            if f[0] == hs.HT_SERVER_HELLO or f[0] == hs.HT_HELLO_VERIFY_REQUEST:
-                h.recv_seq = mseq
-                _drop_below(h.frags, mseq)
+            end = h.send_seq + _WINDOW
         elif mseq < h.recv_seq:
             # A retransmitted final message of the server's previous flight means our last
             # flight was lost: send it again (RFC 6347 4.2.4).
-            if mseq == h.last_peer_seq and f[3] + f[4] == f[1] and self._flight:
-                self.stats.retransmissions += 1
-                self._transmit_flight()
+            if mseq == h.last_peer_seq and f[3] + f[4] == f[1]:
+                self._repeats += 1
+                self._resend_last_flight()
             return False
-        if len(h.frags) >= _MAX_BUFFERED_MESSAGES and mseq not in h.frags:
-            self.stats.records_dropped += 1
+        else:
+            end = h.recv_seq + _WINDOW
+        if mseq >= end:
+            self.stats.records_dropped += 1  # a forgery, or far too early to be worth memory
             return False
         if f[1] > self._max_hs:
+            if mseq != h.recv_seq and not self._opens_flight(f):
+                self.stats.records_dropped += 1
+                return False
             raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "handshake message of %d bytes exceeds "
                                 "max_handshake_size %d" % (f[1], self._max_hs))
         return True
 
-    def _buffer_fragment(self, f, frag):
-        """Copies the fragment into its message's buffer; False if it does not fit the message."""
+    def _deliver(self, msg, mseq, epoch):
         h = self._hs
-        entry = h.frags.get(f[2])
-        if entry is None:
-            msg = bytearray(hs.HS_HEADER_LEN + f[1])
-            msg[0:hs.HS_HEADER_LEN] = hs.push_header(f[0], f[1], f[2], 0, f[1])  # as one fragment
-            entry = [f[0], f[1], self._read.epoch, msg, []]
-            h.frags[f[2]] = entry
-        elif entry[0] != f[0] or entry[1] != f[1] or entry[2] != self._read.epoch:
-            self.stats.records_dropped += 1
-            return False
-        start = hs.HS_HEADER_LEN + f[3]
-        entry[3][start:start + f[4]] = frag[hs.HS_HEADER_LEN:]
-        entry[4] = _add_range(entry[4], f[3], f[3] + f[4])
-        return True
+        h.recv_seq = mseq + 1
+        if len(h.frags):
+            h.frags.drop_below(mseq + 1)
+        self._on_message(msg, epoch)
 
     def _deliver_buffered(self):
-        """Delivers every complete message in message_seq order."""
+        """Delivers every complete message that is due, in message_seq order."""
         h = self._hs
-        while h.recv_seq is not None:
-            e = h.frags.get(h.recv_seq)
-            if e is None or (0, e[1]) not in e[4]:
+        while len(h.frags):  # each turn takes one message out, or returns
+            mseq = h.recv_seq
+            if mseq is None:
+                mseq = h.frags.first_complete(_OPENING, h.send_seq + 1)
+                if mseq is None:
+                    return
+            got = h.frags.pop(mseq)
+            if got is None:
                 return
-            del h.frags[h.recv_seq]
-            h.recv_seq += 1
-            self._on_message(bytes(e[3]), e[2])
+            self._deliver(got[0], mseq, got[1])
             if self._hs is not h or self.state == ST_CLOSED:
                 return
 
@@ -445,7 +586,7 @@ class Connection:
         elif t == hs.HT_FINISHED:
             if epoch == 0:  # a Finished must arrive under the new keys (RFC 5246 7.4.9)
                 raise ProtocolError(hs.ALERT_UNEXPECTED_MESSAGE, "Finished before ChangeCipherSpec")
-            self._on_finished(body)
+            self._on_finished(body, msg)
         else:
             self._hs.transcript.append(msg)
             if t == hs.HT_SERVER_HELLO:
@@ -463,8 +604,8 @@ class Connection:
 
     def _send_client_hello(self):
         h = self._hs
-        body = hs.client_hello_body(h.client_random, b"", h.cookie, self._suites,
-                                    rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites)
+        body = hs.client_hello_body(h.client_random, h.offered_id, h.cookie, self._suites,
+                                    rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites, self._cid)
         h.client_hello = hs.whole_message(hs.HT_CLIENT_HELLO, h.send_seq, body)
         h.send_seq += 1
         h.recv_seq = None
@@ -476,6 +617,7 @@ class Connection:
         if cookie == h.cookie:
             h.recv_seq = None  # a duplicate: our ClientHello with this cookie is already out
             return
+        self.stats.round_trips += 1
         h.hello_verify_count += 1
         if h.hello_verify_count > _MAX_HELLO_VERIFY:
             raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "too many HelloVerifyRequests")
@@ -487,13 +629,35 @@ class Connection:
 
     def _on_server_hello(self, body):
         h = self._hs
-        sh = hs.ServerHello(body, self._suites, rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites)
+        sh = hs.ServerHello(body, self._suites, rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites,
+                            self._cid is not None)
         if sh.etm and sh.suite != rl.SUITE_PSK_AES_128_CBC_SHA256:
             sh.etm = False  # RFC 7366 3: meaningless for AEAD suites
         h.server_hello = sh
+        self.stats.round_trips += 1
         h.transcript.insert(0, h.client_hello)
         self.suite = sh.suite
-        self.state = ST_WAIT_SERVER_KEY_EXCHANGE
+        if h.offered_id and sh.session_id == h.offered_id:
+            self._resume(h, sh)
+        else:
+            # A new (or no) session ID: the server forgot ours; go on with a full handshake.
+            self.state = ST_WAIT_SERVER_KEY_EXCHANGE
+
+    def _resume(self, h, sh):
+        """The server echoed our session ID: abbreviated handshake (RFC 5246 7.3), the server
+        sends ChangeCipherSpec and Finished next."""
+        s = self._offer
+        if sh.suite != s.suite:
+            raise ProtocolError(hs.ALERT_ILLEGAL_PARAMETER, "resumed session changed suite %s -> %s"
+                                % (rl.suite_name(s.suite), rl.suite_name(sh.suite)))
+        if not sh.ems:  # RFC 7627 5.3: abort when a resumed EMS session comes back without it
+            raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "server resumed without extended master secret")
+        if sh.etm != s.etm:  # RFC 7366 3.1: the resumed session keeps its MAC order
+            raise ProtocolError(hs.ALERT_ILLEGAL_PARAMETER, "resumed session changed encrypt-then-MAC")
+        h.resumed = True
+        h.master = s.master_secret
+        h.pending_write, h.pending_read = self._new_keys(h, sh)
+        self.state = ST_WAIT_FINISHED
 
     def _send_client_finished_flight(self):
         self.identity_hint = self._hs.identity_hint
@@ -514,13 +678,25 @@ class Connection:
         sh = h.server_hello
         h.master = hs.master_secret(hs.psk_premaster(self._psk), transcript_hash if sh.ems else None,
                                     h.client_random, sh.server_random)
-        kb = hs.key_block(h.master, h.client_random, sh.server_random, rl.key_block_len(sh.suite))
-        self._write, h.pending_read = self._epoch_states(1, sh.suite, sh.etm, kb)
+        self._write, h.pending_read = self._new_keys(h, sh)
         return hs.verify_data(h.master, b"client finished", transcript_hash)
+
+    def _new_keys(self, h, sh):
+        """Epoch-1 (WriteState, ReadState) from the master secret and this handshake's randoms."""
+        kb = hs.key_block(h.master, h.client_random, sh.server_random, rl.key_block_len(sh.suite))
+        self._key_block = kb  # kept for snapshot(): continuing the connection needs the keys
+        return self._epoch_states(1, sh.suite, sh.etm, kb)
 
     def _epoch_states(self, epoch, suite, etm, kb):
         """(WriteState, ReadState) of a new epoch; the one place CIDs join the record states."""
-        return rl.epoch_states(epoch, suite, etm, kb, self._rng)
+        h = self._hs
+        if h is not None:
+            # RFC 9146 3: each side names the CID it receives. The server's goes in the records
+            # we send; ours (maybe empty) in the server's, if it took the extension at all.
+            cid = h.server_hello.cid
+            self.write_cid = cid or b""
+            self.read_cid = self._cid if cid is not None else b""
+        return rl.epoch_states(epoch, suite, etm, kb, self._rng, True, self.write_cid, self.read_cid)
 
     def _next_message(self, msg_type, body):
         """Our next handshake message, whole, added to the transcript."""
@@ -530,23 +706,115 @@ class Connection:
         h.transcript.append(msg)
         return msg
 
-    def _on_finished(self, body):
+    def _on_finished(self, body, msg):
         h = self._hs
         expected = hs.finished_verify_data(h.master, b"server finished", b"".join(h.transcript))
         if not crypto.ct_equal(expected, body):
             raise ProtocolError(hs.ALERT_DECRYPT_ERROR, "server Finished does not verify: wrong PSK?")
-        self._connected(h)
+        if not h.resumed:
+            self.stats.round_trips += 1
+            self._connected(h, "full")
+            return
+        # Abbreviated: our ChangeCipherSpec and Finished (over ClientHello, ServerHello and the
+        # server's Finished) are the last flight. No timer for it: if the server's Finished
+        # comes again, our flight was lost and goes out again (RFC 6347 4.2.4).
+        h.transcript.append(msg)
+        verify = hs.finished_verify_data(h.master, b"client finished", b"".join(h.transcript))
+        flight = [(self._write, rl.CT_CHANGE_CIPHER_SPEC, b"\x01")]
+        self._write = h.pending_write
+        flight.append((self._write, rl.CT_HANDSHAKE, self._next_message(hs.HT_FINISHED, verify)))
+        self._connected(h, "abbreviated")
+        self._start_flight(flight)
+        self._deadline = None
+        self._last_peer_seq = (msg[4] << 8) | msg[5]  # the server's Finished's message_seq
 
-    def _connected(self, h):
+    def _connected(self, h, kind):
         sh = h.server_hello
-        self.session = Session(sh.session_id, h.master, sh.suite, sh.ems, sh.etm)
+        self.session = self._offer if h.resumed else Session(sh.session_id, h.master, sh.suite, sh.ems, sh.etm)
+        self._client_random = h.client_random
         self._hs = None
         self._stop_flight()
         self.state = ST_CONNECTED
         st = self.stats
-        st.handshake_kind = "full"
+        st.handshake_kind = kind
         st.handshake_ms = self._now - st.handshake_started_ms
         self._events.append((EVENT_CONNECTED, None))
+
+    # ---- saved state (the blob layout lives in dtls_lite/state.py) ----------------------------
+
+    def restore(self, saved, now_ms):
+        """Continue a saved connection (0-RTT): CONNECTED at once with its epoch, keys,
+        sequence reservation and replay window. The caller chose to (dtls_lite/wake.py)."""
+        if self.state != ST_IDLE:
+            raise UsageError("restore() on a connection that is already in use")
+        if not saved.has_connection:
+            raise UsageError("restore(): the saved state holds no connection")
+        if saved.suite not in self._suites:
+            raise UsageError("restore(): saved suite %s is not enabled" % rl.suite_name(saved.suite))
+        self.session = Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)
+        self.suite = saved.suite
+        self._key_block = saved.key_block
+        self.write_cid = saved.write_cid
+        self.read_cid = saved.read_cid
+        self._write, self._read = self._epoch_states(saved.epoch, saved.suite, saved.etm, saved.key_block)
+        self._write.seq = saved.write_seq
+        self._read.max_seq = saved.read_max_seq
+        self._read.window = saved.read_window
+        self._now = now_ms
+        self.state = ST_CONNECTED
+        st = self.stats
+        st.handshake_kind = "continued"
+        st.handshake_started_ms = now_ms
+        st.handshake_ms = 0
+        self._events.append((EVENT_CONNECTED, None))
+
+    def snapshot(self, reserve):
+        """A state.SavedState of this connection whose write_seq is the next sequence number
+        plus reserve: persist it BEFORE sending any record numbered at or above the current
+        one, so that a crash can never reuse an (epoch, sequence) pair (its CCM nonce).
+        Without a usable connection (closed, or not yet connected) only the session is kept."""
+        from dtls_lite.state import SavedState
+
+        if self.handshake_in_flight:
+            raise UsageError("snapshot() while a handshake is in flight")
+        if not isinstance(reserve, int) or isinstance(reserve, bool) or reserve < 1:
+            raise UsageError("reserve must be an int >= 1")
+        s = self.session
+        st = SavedState()
+        if s is not None:
+            st.session_id = s.session_id
+            st.master_secret = s.master_secret
+            st.suite = s.suite
+            st.ems = s.ems
+            st.etm = s.etm
+        if self.state == ST_CONNECTED and self._write.epoch > 0:
+            w = self._write
+            r = self._read
+            st.has_connection = True
+            st.epoch = w.epoch
+            st.key_block = self._key_block
+            st.write_seq = w.seq + reserve
+            st.read_max_seq = r.max_seq
+            st.read_window = r.window
+            st.write_cid = self.write_cid
+            st.read_cid = self.read_cid
+        return st
+
+    @property
+    def handshake_in_flight(self):
+        return ST_IDLE < self.state < ST_CONNECTED
+
+    @property
+    def next_write_seq(self):
+        """(epoch, sequence number) the next record will carry."""
+        return self._write.epoch, self._write.seq
+
+    def keylog_line(self):
+        """NSS key log line ("CLIENT_RANDOM <client_random> <master_secret>", hex) for
+        Wireshark; None when unknown (a continued connection has no client random here)."""
+        if self._client_random is None or self.session is None:
+            return None
+        return "CLIENT_RANDOM %s %s" % (self._client_random.hex(), self.session.master_secret.hex())
 
     # ---- flights and the retransmission timer (RFC 6347 4.2.4) ------------------------------
 
@@ -554,12 +822,15 @@ class Connection:
         self._flight = flight  # [(write_state, content_type, payload)]
         self._timeout = self._initial_timeout
         self._retransmits = 0
+        self._repeats = 0
+        self._close_pending = None  # the server answered: that close_notify was forged or stale
         self._transmit_flight()
 
     def _stop_flight(self):
         self._flight = None
         self._deadline = None
         self._timeout = self._initial_timeout
+        self._close_pending = None
 
     def _transmit_flight(self):
         """(Re)protect every message of the flight with fresh sequence numbers and send."""
@@ -567,7 +838,33 @@ class Connection:
         for m in self._flight:
             self._queue_message(m)
         self._flush()
-        self._deadline = self._now + self._timeout
+        self._sent_ms = self._now
+        self._arm()
+
+    def _arm(self):
+        """Sets the retransmission timer: never past the handshake deadline, none once connected."""
+        if ST_IDLE < self.state < ST_CONNECTED:
+            d = self._now + self._timeout
+            end = self.stats.handshake_started_ms + self._hs_timeout
+            self._deadline = d if d < end else end
+        else:
+            self._deadline = None
+
+    def _resend_last_flight(self):
+        """The server sent its previous flight again: ours was lost (RFC 6347 4.2.4), so send it
+        again. These re-sends spend the timer's budget (max_retransmits) and double its period
+        like a timer retransmission, and after the first they come at least half a period apart:
+        replaying a message makes us send no more than plain loss would, and never moves the
+        handshake deadline. Also used once connected (the abbreviated handshake's last flight)."""
+        if not self._flight or self._close_pending is not None or self._hs_expired() \
+                or self._retransmits >= self._max_retransmits:
+            return
+        if self._retransmits and self._now - self._sent_ms < self._timeout // 2:
+            return
+        self._retransmits += 1
+        self.stats.retransmissions += 1
+        self._timeout = min(self._timeout * 2, self._max_timeout)
+        self._transmit_flight()
 
     def _queue_message(self, m):
         """m: (write_state, content_type, payload) of the flight."""
@@ -607,8 +904,11 @@ class Connection:
         if self.state == ST_CLOSED:
             return
         if alert is not None:
-            self._send_alert(_LEVEL_FATAL, alert)
-            self._flush()
+            try:
+                self._send_alert(_LEVEL_FATAL, alert)
+                self._flush()
+            except MemoryError:
+                pass  # the alert is a courtesy (alerts are unreliable anyway); closing is not
         self._closed(error)
 
     def _closed(self, error):
@@ -618,21 +918,90 @@ class Connection:
         self._stop_flight()
         self._events.append((EVENT_CLOSED, error))
 
+    def _undo(self, saved, e):
+        """receive() raised e part way through a datagram: put everything back as it was (saved
+        by _save; the fragment buffer, changed in place, starts afresh) and count the datagram
+        as dropped. MemoryError ends there; anything else is a bug and closes with a DTLSError."""
+        if saved is not None:
+            _restore(saved)
+            self._hs.frags.clear()
+        self.stats.records_dropped += 1
+        if isinstance(e, MemoryError):
+            self._oom += 1
+        elif isinstance(e, Exception) and self.state != ST_CLOSED:
+            self._fail(DTLSError("internal error while handling a datagram: %s: %s"
+                                 % (type(e).__name__, e)), hs.ALERT_INTERNAL_ERROR)
 
-def _drop_below(frags, mseq):
-    for k in list(frags):
-        if k < mseq:
-            del frags[k]
+
+def _save(c):
+    """What receive() may change during a handshake: copies of the connection's, its
+    handshake's and its stats' attributes (lists copied too: they are changed in place)."""
+    return (_attrs(c), _attrs(c._hs), _attrs(c.stats))
 
 
-def _add_range(ranges, start, end):
-    """Merge [start, end) into a list of disjoint (start, end) tuples."""
-    out = []
-    for a, b in ranges:
-        if b < start or a > end:
-            out.append((a, b))
-        else:
-            start = min(a, start)
-            end = max(b, end)
-    out.append((start, end))
-    return out
+_PLAIN = (int, bool, bytes, str, type(None), tuple)
+
+
+def _attrs(obj):
+    d = dict(obj.__dict__)
+    for k in d:
+        if type(d[k]) is list:
+            d[k] = list(d[k])
+    cls = type(obj)
+    # class defaults (see _Handshake) the instance had not overridden yet
+    defaults = [k for k in dir(cls) if k not in d and not k.startswith("__")
+                and type(getattr(cls, k)) in _PLAIN]
+    return obj, d, defaults
+
+
+def _restore(saved):
+    # Allocates nothing (it runs after a MemoryError): setattr only on existing attributes.
+    for obj, d, defaults in saved:
+        cls = type(obj)
+        for k in defaults:
+            v = getattr(cls, k)
+            if getattr(obj, k) is not v:
+                setattr(obj, k, v)
+        for k in d:
+            setattr(obj, k, d[k])
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_int(name, v, lo, hi):
+    if not _is_int(v) or v < lo or (hi is not None and v > hi):
+        raise UsageError("%s must be an int %s, not %r"
+                         % (name, ">= %d" % lo if hi is None else "in %d..%d" % (lo, hi), v))
+
+
+def _check_ms(now_ms):
+    if not _is_int(now_ms):
+        raise UsageError("now_ms must be an int (milliseconds), not %r" % (now_ms,))
+
+
+def _schedule_ms(initial, maximum, retransmits):
+    """How long one flight waits in all before HandshakeTimeout (RFC 6347 4.2.4.1 doubling)."""
+    total = 0
+    t = initial
+    n = retransmits + 1
+    while n and t < maximum:
+        total += t
+        t = min(2 * t, maximum)
+        n -= 1
+    return total + n * maximum
+
+
+def _checked_rng(rng):
+    """The caller's rng, refused (UsageError) when it does not return exactly n bytes: a short
+    client random or IV padded with zeros would be a silent security defect."""
+
+    def draw(n):
+        b = rng(n)
+        if not isinstance(b, (bytes, bytearray)) or len(b) != n:
+            got = "%d bytes" % len(b) if isinstance(b, (bytes, bytearray)) else type(b).__name__
+            raise UsageError("rng(%d) returned %s, not %d bytes" % (n, got, n))
+        return b if type(b) is bytes else bytes(b)
+
+    return draw
