@@ -179,8 +179,12 @@ class Connection:
         self._max_timeout = max_timeout_ms
         self._max_retransmits = max_retransmits
         self._max_hs = max_handshake_size
+        if session is not None and not isinstance(session, Session):
+            raise UsageError("session must be a connection.Session or None")
+        if cid is not None and (not isinstance(cid, (bytes, bytearray)) or len(cid) > 255):
+            raise UsageError("cid must be None or 0..255 bytes")  # RFC 9146 3: uint8 length
         self._offer = session  # a stored Session to offer for resumption (RFC 5246 7.3)
-        self._cid = cid  # connection_id to offer (RFC 9146): b"" = zero-length, None = off
+        self._cid = None if cid is None else bytes(cid)  # offered CID (RFC 9146): b"" = zero-length
         self.state = ST_IDLE
         self.stats = Stats()
         self.error = None
@@ -620,7 +624,8 @@ class Connection:
         self.stats.round_trips += 1
         h.hello_verify_count += 1
         if h.hello_verify_count > _MAX_HELLO_VERIFY:
-            raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "too many HelloVerifyRequests")
+            raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "server keeps sending HelloVerifyRequest (%d,"
+                                " a new cookie each time): its connection table may be full" % h.hello_verify_count)
         self.stats.hello_verify = True
         h.cookie = cookie
         # RFC 6347 4.2.1: the same hello again, now with the cookie, as a new message_seq;

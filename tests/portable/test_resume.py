@@ -185,3 +185,10 @@ def test_wake_policy_table():
         assert action in (wake.CONTINUE, wake.ABBREVIATED, wake.FULL) and why
         if action == wake.CONTINUE:
             assert facts & C and not facts & (F | I)
+
+
+def test_session_and_cid_options_are_checked():
+    raises(UsageError, cn.Connection, IDENTITY, PSK, session="not a session")
+    raises(UsageError, cn.Connection, IDENTITY, PSK, cid="ab")
+    raises(UsageError, cn.Connection, IDENTITY, PSK, cid=b"x" * 256)
+    cn.Connection(IDENTITY, PSK, cid=bytearray(b"ok"), session=None)
