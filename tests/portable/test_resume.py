@@ -188,7 +188,9 @@ def test_wake_policy_table():
 
 
 def test_session_and_cid_options_are_checked():
-    raises(UsageError, cn.Connection, IDENTITY, PSK, session="not a session")
-    raises(UsageError, cn.Connection, IDENTITY, PSK, cid="ab")
-    raises(UsageError, cn.Connection, IDENTITY, PSK, cid=b"x" * 256)
+    def make(**kw):
+        return lambda: cn.Connection(IDENTITY, PSK, **kw)
+    raises(UsageError, make(session="not a session"))
+    raises(UsageError, make(cid="ab"))
+    raises(UsageError, make(cid=b"x" * 256))
     cn.Connection(IDENTITY, PSK, cid=bytearray(b"ok"), session=None)
