@@ -462,7 +462,17 @@ class Connection:
             if self._sent_finished() and desc in _PSK_REJECTED:
                 msg = ("server rejected our Finished with %s (%d): wrong PSK or identity?"
                        % (alert_name(desc), desc))
-            self._closed(AlertReceived(level, desc, msg))
+            err = AlertReceived(level, desc, msg)
+            if self.state == ST_CONNECTED or self._read.epoch > 0:
+                self._closed(err)  # authenticated: it is the server's word
+                return
+            # Epoch 0 is unauthenticated: a blind spoofer who knows our port could end the
+            # handshake with one forged alert. Like close_notify, it wins only if the server's
+            # next flight does not come before the timer (at most initial_timeout_ms).
+            self._close_pending = err
+            d = self._now + self._initial_timeout
+            if self._deadline is None or d < self._deadline:
+                self._deadline = d
 
     def _sent_finished(self):
         """Whether we wait for the server's Finished after sending ours (a full handshake)."""

@@ -243,6 +243,8 @@ def test_wrong_psk_shows_as_rejected_finished():
     srv.handle(out[0])
     assert srv.client_finished_ok is None  # the server cannot decrypt our Finished
     c.receive(srv.alert(2, 51), 2)
+    assert c.error is None  # an epoch-0 alert is unauthenticated: it wins at the timer
+    c.handle_timer(c.timer())
     assert isinstance(c.error, AlertReceived) and c.error.name == "decrypt_error"
     assert "wrong PSK" in str(c.error)
 
@@ -348,8 +350,21 @@ def test_fatal_alert_from_server():
     c.connect(0)
     c.datagrams_to_send()
     c.receive(srv.alert(2, 40), 1)
+    assert c.state == cn.ST_WAIT_SERVER_HELLO and c.timer() <= 1 + 1000  # unauthenticated: wait
+    c.handle_timer(c.timer())
     assert isinstance(c.error, AlertReceived) and c.error.description == 40
     assert c.error.name == "handshake_failure" and c.timer() is None
+
+
+def test_forged_epoch0_fatal_alert_loses_to_the_server_flight():
+    c, srv = new_client(), FakeServer(cookie=None)
+    c.connect(0)
+    hello = c.datagrams_to_send()[0]
+    c.receive(srv.alert(2, 40), 1)  # a blind spoofer's forged fatal alert
+    out = deliver(c, [b"".join(srv.handle(hello))], 2)  # the real server's flight
+    assert c.error is None and c.state == cn.ST_WAIT_FINISHED
+    deliver(c, [b"".join(srv.handle(out[0]))], 3)
+    assert c.state == cn.ST_CONNECTED
 
 
 def test_api_misuse():

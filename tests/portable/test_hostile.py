@@ -322,6 +322,7 @@ def test_close_notify_then_fatal_alert_reports_the_fatal_alert():
     c.receive(srv.alert(1, 0), 2)  # tinydtls: close_notify first...
     assert c.state == cn.ST_WAIT_FINISHED
     c.receive(srv.alert(2, 40), 3)  # ...then the reason, in the next datagram
+    c.handle_timer(c.timer())
     assert isinstance(c.error, AlertReceived) and c.error.description == 40
     assert "wrong PSK or identity" in str(c.error)
 
