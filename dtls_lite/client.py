@@ -116,6 +116,8 @@ class DTLSClient:
         family, self.server = resolve(host, port)
         self._where = "%s port %d" % (host, port)
         self._clock = _Clock()
+        if wall_clock is not None and not callable(wall_clock):
+            raise UsageError("wall_clock must be a function returning seconds")
         self._wall = wall_clock or _wall_clock
         self._rx = []
         self.port_unreachable = 0  # ICMP port-unreachable reports seen (no server listening?)
@@ -310,7 +312,11 @@ class DTLSClient:
         for st in (self._store, self._session_store):
             if st is None:
                 continue
-            blob = st.load()
+            try:
+                blob = st.load()
+            except OSError as e:  # unreadable: as if nothing were saved, never a crash
+                self.state_error = state.StateError("store could not be read: %s" % (e,))
+                continue
             if blob is None:
                 continue
             try:
@@ -339,7 +345,7 @@ class DTLSClient:
             facts |= wake.FORCED
         if self._idle_s is not None:
             last = saved.last_exchange_s
-            now = self._wall()
+            now = int(self._wall())
             if last is None or now < last or now - last > self._idle_s:
                 facts |= wake.IDLE
         return facts
@@ -422,9 +428,9 @@ class DTLSClient:
                 break
             if ev[0] == cn.EVENT_DATA:
                 self._rx.append(ev[1])
-                self._last_heard = self._wall()
+                self._last_heard = int(self._wall())
             elif ev[0] == cn.EVENT_CONNECTED and self.conn.stats.handshake_kind != "continued":
-                self._last_heard = self._wall()
+                self._last_heard = int(self._wall())
             elif ev[0] == cn.EVENT_CLOSED and ev[1] is not None:
                 err = ev[1]
                 if isinstance(err, HandshakeTimeout) and self.port_unreachable:

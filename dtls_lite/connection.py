@@ -808,7 +808,7 @@ class Connection:
             st.has_connection = True
             st.epoch = w.epoch
             st.key_block = self._key_block
-            st.write_seq = w.seq + reserve
+            st.write_seq = min(w.seq + reserve, 0xFFFFFFFFFFFF)  # 48 bits; at the top: exhausted
             st.read_max_seq = r.max_seq
             st.read_window = r.window
             st.write_cid = self.write_cid
