@@ -618,12 +618,20 @@ class Connection:
 
     def _send_client_hello(self):
         h = self._hs
-        body = hs.client_hello_body(h.client_random, h.offered_id, h.cookie, self._suites,
-                                    rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites, self._cid)
+        suites = self._offered_suites()
+        body = hs.client_hello_body(h.client_random, h.offered_id, h.cookie, suites,
+                                    rl.SUITE_PSK_AES_128_CBC_SHA256 in suites, self._cid)
         h.client_hello = hs.whole_message(hs.HT_CLIENT_HELLO, h.send_seq, body)
         h.send_seq += 1
         h.recv_seq = None
         self._start_flight([(self._write, rl.CT_HANDSHAKE, h.client_hello)])
+
+    def _offered_suites(self):
+        # Resuming, offer only the session's suite (RFC 5246 7.4.1.2 asks for at least it): the
+        # server has shown it takes it, and the hello, sent twice with a cookie, stays small.
+        if self._hs.offered_id:
+            return (self._offer.suite,)
+        return self._suites
 
     def _on_hello_verify_request(self, body):
         h = self._hs
@@ -644,8 +652,8 @@ class Connection:
 
     def _on_server_hello(self, body):
         h = self._hs
-        sh = hs.ServerHello(body, self._suites, rl.SUITE_PSK_AES_128_CBC_SHA256 in self._suites,
-                            self._cid is not None)
+        suites = self._offered_suites()
+        sh = hs.ServerHello(body, suites, rl.SUITE_PSK_AES_128_CBC_SHA256 in suites, self._cid is not None)
         if sh.etm and sh.suite != rl.SUITE_PSK_AES_128_CBC_SHA256:
             sh.etm = False  # RFC 7366 3: meaningless for AEAD suites
         h.server_hello = sh

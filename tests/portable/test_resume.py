@@ -33,6 +33,9 @@ def test_abbreviated_handshake_one_round_trip():
     c = resumer(session)
     flights = handshake(c, srv)
     assert srv.resumed and srv.client_finished_ok is True
+    # only the session's suite (and the RFC 5746 SCSV) is offered: a smaller hello
+    assert srv.offered == [session.suite, 0x00FF]
+    assert hs.EXT_ENCRYPT_THEN_MAC not in srv.client_extensions
     assert c.state == cn.ST_CONNECTED and c.stats.handshake_kind == "abbreviated"
     assert c.session is session
     assert len(flights) == 2  # ClientHello; then our CCS + Finished, the last flight
