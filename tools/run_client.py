@@ -5,7 +5,13 @@
 #   options: --suite HEX (repeatable)  --send TEXT (repeatable; each waits for one reply)
 #            --send-hex HEX (binary payload; its reply is reported as hex)
 #            --bind HOST:PORT  --mtu N  --timeout-ms N  --retransmits N  --reply-ms N
+#            --max-timeout-ms N (cap of the doubling retransmission timer)
+#            --handshake-timeout-ms N (Connection option handshake_timeout_ms: overall deadline)
+#            --resend N (echo servers on a lossy link: application data is not retransmitted
+#                by DTLS, so re-send a message whose echo has not come back within --reply-ms,
+#                up to N times; replies equal to an earlier message are late echoes, skipped)
 #            --expect-close (after the exchanges, wait for the server's close_notify)
+# The JSON line has "connect_us" (time spent in connect(), also when it failed), "resends".
 import json
 import sys
 
@@ -21,7 +27,7 @@ def parse(argv):
         raise SystemExit("usage: run_client.py HOST PORT IDENTITY PSK_HEX [options]")
     o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
          "suites": [], "send": [], "bind": None, "options": {}, "reply_ms": 3000,
-         "expect_close": False}
+         "expect_close": False, "resend": 0}
     i = 4
     while i < len(argv):
         a = argv[i]
@@ -42,6 +48,12 @@ def parse(argv):
             o["options"]["initial_timeout_ms"] = int(v)
         elif a == "--retransmits":
             o["options"]["max_retransmits"] = int(v)
+        elif a == "--max-timeout-ms":
+            o["options"]["max_timeout_ms"] = int(v)
+        elif a == "--handshake-timeout-ms":
+            o["options"]["handshake_timeout_ms"] = int(v)
+        elif a == "--resend":
+            o["resend"] = int(v)
         elif a == "--reply-ms":
             o["reply_ms"] = int(v)
         elif a == "--expect-close":
@@ -54,19 +66,48 @@ def parse(argv):
     return o
 
 
+def send_once(c, msg, o):
+    c.send(msg)
+    return c.recv(o["reply_ms"])
+
+
+def exchange(c, msg, o, sent, result):
+    # At most 1 + resend sends, each followed by at most reply_ms of waiting (bounded: every
+    # recv() returns within reply_ms, and at most 16 late echoes are skipped per send).
+    for attempt in range(1 + o["resend"]):
+        if attempt:
+            result["resends"] += 1
+        c.send(msg)
+        for _ in range(16):
+            reply = c.recv(o["reply_ms"])
+            if reply is None or reply == b"":
+                break
+            if reply == msg:
+                sent.append(msg)
+                return reply
+            if reply not in sent:
+                return reply  # not an echo at all: report it as it is
+        if reply == b"":
+            return reply
+    return None
+
+
 def run(o):
-    result = {"runtime": sys.implementation.name, "received": []}
+    result = {"runtime": sys.implementation.name, "received": [], "resends": 0}
     c = None
+    t0 = None
     try:
         c = DTLSClient(o["host"], o["port"], o["identity"], o["psk"], bind=o["bind"], connect=False,
                        **o["options"])
         t0 = ticks_us()
         c.connect()
         result["handshake_us"] = ticks_diff(ticks_us(), t0)
+        result["connect_us"] = result["handshake_us"]
+        t0 = None
         result["suite"] = suite_name(c.conn.suite)
+        sent = []
         for msg, as_hex in o["send"]:
-            c.send(msg)
-            reply = c.recv(o["reply_ms"])
+            reply = exchange(c, msg, o, sent, result) if o["resend"] else send_once(c, msg, o)
             if reply is not None:
                 reply = reply.hex() if as_hex else reply.decode()
             result["received"].append(reply)
@@ -81,6 +122,8 @@ def run(o):
         alert = getattr(e, "description", None)
         if alert is not None:
             result["alert"] = alert
+    if t0 is not None:
+        result["connect_us"] = ticks_diff(ticks_us(), t0)
     if c is not None:
         result["stats"] = c.stats.as_dict()
         result["closed_cleanly"] = c.conn.state == ST_CLOSED and c.conn.error is None
