@@ -382,6 +382,10 @@ class DTLSClient:
             # Records numbered at or above the stored reservation are queued: reserve further
             # ahead in the store before any of them leaves (a failed save raises: none leaves).
             self._persist()
+            if self._reserved is not None and self.conn.next_write_seq[1] > self._reserved:
+                # Nothing was saved (the connection failed: e.g. a fatal alert is queued):
+                # those numbers may be reused by a later continued wake, so they stay here.
+                out = ()
         for d in out:
             try:
                 self._sock.send(d)

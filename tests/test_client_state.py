@@ -115,3 +115,40 @@ def test_unreadable_store_means_full_handshake():
         c = DTLSClient(srv.host, srv.port, ID, PSK, store=Broken())
         assert c.wake_action == "full" and "could not be read" in str(c.state_error)
         c.close()
+
+
+def test_close_notify_at_the_reservation_edge_drops_the_keys_first():
+    """close() when the next record is past the reservation: the store then holds only the
+    session (the keys can never be continued), so the close_notify may leave."""
+    with peers.pion_server(cookie=False) as srv:
+        bind = ("127.0.0.2", peers.free_udp_port("127.0.0.2"))
+        key = (state.ip_bytes(srv.host), srv.port)
+        store = WatchedStore(key)
+        c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=store)
+        c._reserved = c.conn.next_write_seq[1]  # as if the reservation ended right here
+        sent = []
+        watch_sends(c, store, sent)
+        c.close()
+        assert store.reservations[-1] is None  # session only
+        assert len(sent) == 1  # the close_notify went out after that save
+        assert state.load(state.state_key(PSK, ID), store.load(), key).has_connection is False
+
+
+def test_failed_connection_never_sends_past_the_reservation():
+    """A connection that failed (nothing more is saved) keeps records at or above the stored
+    reservation to itself: a later continued wake would number records from there."""
+    from dtls_lite.errors import ProtocolError
+    with peers.pion_server(cookie=False) as srv:
+        bind = ("127.0.0.2", peers.free_udp_port("127.0.0.2"))
+        key = (state.ip_bytes(srv.host), srv.port)
+        store = WatchedStore(key)
+        c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=store)
+        saved = store.load()
+        c._reserved = c.conn.next_write_seq[1]
+        sent = []
+        watch_sends(c, store, sent)
+        c.conn._fail(ProtocolError(10, "test: a fatal alert is queued"), 10)
+        c._transmit()
+        assert sent == [] and store.load() == saved
+        c.suspend()
+        assert store.load() == saved
