@@ -14,8 +14,7 @@ from dtls_lite import crypto
 from dtls_lite import handshake as hs
 from dtls_lite import record as rl
 from dtls_lite.compat import const
-from dtls_lite.errors import (AlertReceived, ConnectionClosed, HandshakeTimeout, ProtocolError,
-                              UsageError, alert_name)
+from dtls_lite.errors import ConnectionClosed, HandshakeTimeout, ProtocolError, UsageError
 from dtls_lite.errors import DTLSError
 from dtls_lite.reassembly import Reassembly
 
@@ -51,10 +50,6 @@ _FLIGHTS = const(3)
 _MAX_EARLY_RECORDS = const(4)
 _OPENING = (hs.HT_SERVER_HELLO, hs.HT_HELLO_VERIFY_REQUEST)  # what may open a server flight
 _MAX_HELLO_VERIFY = const(4)
-# Fatal alerts a server sends when it cannot verify our Finished or does not know our identity:
-# bad_record_mac, handshake_failure, decrypt_error, internal_error (pion/dtls, for an unknown
-# identity), unknown_psk_identity.
-_PSK_REJECTED = (20, 40, 51, 80, 115)
 
 
 class Stats:
@@ -132,25 +127,11 @@ class Connection:
             raise UsageError("identity must be 1..128 bytes")  # RFC 7925 4.2 / RFC 4279 5.3
         if not isinstance(psk, (bytes, bytearray)) or not 1 <= len(psk) <= 64:
             raise UsageError("psk must be 1..64 bytes")
-        available = rl.supported_suites()
         if suites is None:
-            suites = available
+            suites = rl.supported_suites()
         else:
-            if isinstance(suites, (int, str, bytes, bytearray)):
-                raise UsageError("suites must be a list of suite numbers (record.SUITE_*)")
-            try:
-                suites = list(suites)
-            except TypeError:
-                raise UsageError("suites must be a list of suite numbers (record.SUITE_*)")
-            for i, s in enumerate(suites):
-                if not _is_int(s):
-                    raise UsageError("suites: %r is not a suite number (record.SUITE_*)" % (s,))
-                if s not in available:
-                    raise UsageError("suites: %s is not supported by this backend" % rl.suite_name(s))
-                if s in suites[:i]:
-                    raise UsageError("suites: %s is listed twice" % rl.suite_name(s))
-            if not suites:
-                raise UsageError("suites must not be empty")
+            from dtls_lite import rare  # rare paths live there: no heap for them otherwise
+            suites = rare.check_suites(suites)
         _check_int("mtu", mtu, 128, 16384)
         _check_int("initial_timeout_ms", initial_timeout_ms, 1, None)
         _check_int("max_timeout_ms", max_timeout_ms, initial_timeout_ms, None)
@@ -161,9 +142,8 @@ class Connection:
                                                            max_retransmits)
         _check_int("handshake_timeout_ms", handshake_timeout_ms, 1, None)
         if rng is not None:
-            if not callable(rng):
-                raise UsageError("rng must be a function: rng(n) -> n random bytes")
-            rng = _checked_rng(rng)
+            from dtls_lite import rare
+            rng = rare.checked_rng(rng)
         self._hs_timeout = handshake_timeout_ms  # overall, from connect(): nothing extends it
         self._sent_ms = 0  # now_ms of the current flight's last transmission
         self._repeats = 0  # times the server re-sent its previous flight: ours did not get through
@@ -291,35 +271,9 @@ class Connection:
             self._arm()  # as if this retransmission had been lost: the next one is due later
 
     def _timeout_reason(self):
-        """Why the handshake gives up, claiming no more than what was seen: a wrong PSK only
-        once the server answered our earlier flights and then not our Finished."""
-        n = self._retransmits
-        if self._sent_finished():
-            if self._repeats:
-                msg = ("the server re-sent its previous flight %d times: it does not accept our"
-                       " Finished flight (%d retransmissions): wrong PSK or identity? (servers"
-                       " silently drop records they cannot decrypt) or our datagrams get lost"
-                       % (self._repeats, n))
-            else:
-                msg = ("the server answered our earlier flights but not our Finished (%d"
-                       " retransmissions): wrong PSK or identity? (servers silently drop records"
-                       " they cannot decrypt) or the link failed" % n)
-        elif self._repeats:
-            msg = ("the server re-sent its previous flight %d times but never got ours (%d"
-                   " retransmissions): our datagrams get lost" % (self._repeats, n))
-        elif self.state == ST_WAIT_SERVER_HELLO and self._hvr_repeats:
-            msg = ("the server keeps sending HelloVerifyRequest: %d more after we returned its"
-                   " cookie, never a ServerHello (%d retransmissions); its connection table may be"
-                   " full" % (self._hvr_repeats, n))
-        elif self.state == ST_WAIT_SERVER_KEY_EXCHANGE or self.state == ST_WAIT_SERVER_HELLO_DONE:
-            msg = "only part of the server's flight arrived (%d retransmissions): packet loss?" % n
-        else:
-            msg = "no answer from server after %d retransmissions" % n
-        if self._hs_expired():
-            msg = "handshake_timeout_ms (%d) reached: %s" % (self._hs_timeout, msg)
-        if self._oom:
-            msg += "; %d datagrams dropped for lack of memory" % self._oom
-        return msg
+        """Why the handshake gives up (dtls_lite/rare.py builds the message)."""
+        from dtls_lite import rare
+        return rare.timeout_reason(self)
 
     def _hs_expired(self):
         return ST_IDLE < self.state < ST_CONNECTED and \
@@ -449,20 +403,14 @@ class Connection:
                 # tinydtls sends close_notify and, in the next datagram, the fatal alert that
                 # says why; and an epoch-0 close_notify may be forged. So wait until the timer
                 # (at most initial_timeout_ms): a fatal alert or the server's next flight wins.
-                msg = "server closed the connection (close_notify) during the handshake"
-                if self._sent_finished():
-                    msg = ("server closed the connection (close_notify) instead of sending its"
-                           " Finished: wrong PSK or identity?")
-                self._close_pending = AlertReceived(level, desc, msg)
+                from dtls_lite import rare
+                self._close_pending = rare.alert_error(self, level, desc)
                 d = self._now + self._initial_timeout
                 if self._deadline is None or d < self._deadline:
                     self._deadline = d
         elif level == _LEVEL_FATAL:
-            msg = None
-            if self._sent_finished() and desc in _PSK_REJECTED:
-                msg = ("server rejected our Finished with %s (%d): wrong PSK or identity?"
-                       % (alert_name(desc), desc))
-            err = AlertReceived(level, desc, msg)
+            from dtls_lite import rare
+            err = rare.alert_error(self, level, desc)
             if self.state == ST_CONNECTED or self._read.epoch > 0:
                 self._closed(err)  # authenticated: it is the server's word
                 return
@@ -768,60 +716,16 @@ class Connection:
     def restore(self, saved, now_ms):
         """Continue a saved connection (0-RTT): CONNECTED at once with its epoch, keys,
         sequence reservation and replay window. The caller chose to (dtls_lite/wake.py)."""
-        if self.state != ST_IDLE:
-            raise UsageError("restore() on a connection that is already in use")
-        if not saved.has_connection:
-            raise UsageError("restore(): the saved state holds no connection")
-        if saved.suite not in self._suites:
-            raise UsageError("restore(): saved suite %s is not enabled" % rl.suite_name(saved.suite))
-        self.session = Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)
-        self.suite = saved.suite
-        self._key_block = saved.key_block
-        self.write_cid = saved.write_cid
-        self.read_cid = saved.read_cid
-        self._write, self._read = self._epoch_states(saved.epoch, saved.suite, saved.etm, saved.key_block)
-        self._write.seq = saved.write_seq
-        self._read.max_seq = saved.read_max_seq
-        self._read.window = saved.read_window
-        self._now = now_ms
-        self.state = ST_CONNECTED
-        st = self.stats
-        st.handshake_kind = "continued"
-        st.handshake_started_ms = now_ms
-        st.handshake_ms = 0
-        self._events.append((EVENT_CONNECTED, None))
+        from dtls_lite import state  # only with a store, which loads it anyway
+        state.restore(self, saved, now_ms)
 
     def snapshot(self, reserve):
         """A state.SavedState of this connection whose write_seq is the next sequence number
         plus reserve: persist it BEFORE sending any record numbered at or above the current
         one, so that a crash can never reuse an (epoch, sequence) pair (its CCM nonce).
         Without a usable connection (closed, or not yet connected) only the session is kept."""
-        from dtls_lite.state import SavedState
-
-        if self.handshake_in_flight:
-            raise UsageError("snapshot() while a handshake is in flight")
-        if not isinstance(reserve, int) or isinstance(reserve, bool) or reserve < 1:
-            raise UsageError("reserve must be an int >= 1")
-        s = self.session
-        st = SavedState()
-        if s is not None:
-            st.session_id = s.session_id
-            st.master_secret = s.master_secret
-            st.suite = s.suite
-            st.ems = s.ems
-            st.etm = s.etm
-        if self.state == ST_CONNECTED and self._write.epoch > 0:
-            w = self._write
-            r = self._read
-            st.has_connection = True
-            st.epoch = w.epoch
-            st.key_block = self._key_block
-            st.write_seq = min(w.seq + reserve, 0xFFFFFFFFFFFF)  # 48 bits; at the top: exhausted
-            st.read_max_seq = r.max_seq
-            st.read_window = r.window
-            st.write_cid = self.write_cid
-            st.read_cid = self.read_cid
-        return st
+        from dtls_lite import state
+        return state.snapshot(self, reserve)
 
     @property
     def handshake_in_flight(self):
@@ -1014,17 +918,3 @@ def _schedule_ms(initial, maximum, retransmits):
         t = min(2 * t, maximum)
         n -= 1
     return total + n * maximum
-
-
-def _checked_rng(rng):
-    """The caller's rng, refused (UsageError) when it does not return exactly n bytes: a short
-    client random or IV padded with zeros would be a silent security defect."""
-
-    def draw(n):
-        b = rng(n)
-        if not isinstance(b, (bytes, bytearray)) or len(b) != n:
-            got = "%d bytes" % len(b) if isinstance(b, (bytes, bytearray)) else type(b).__name__
-            raise UsageError("rng(%d) returned %s, not %d bytes" % (n, got, n))
-        return b if type(b) is bytes else bytes(b)
-
-    return draw

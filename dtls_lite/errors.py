@@ -48,15 +48,6 @@ class StateError(DTLSError):
         self.reason = reason
 
 
-_ALERT_NAMES = {
-    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
-    22: "record_overflow", 40: "handshake_failure", 42: "bad_certificate",
-    47: "illegal_parameter", 50: "decode_error", 51: "decrypt_error",
-    70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
-    86: "inappropriate_fallback", 90: "user_canceled", 100: "no_renegotiation",
-    110: "unsupported_extension", 115: "unknown_psk_identity",
-}
-
-
 def alert_name(description):
-    return _ALERT_NAMES.get(description, "alert_%d" % description)
+    from dtls_lite.rare import ALERT_NAMES  # only for messages: not loaded otherwise
+    return ALERT_NAMES.get(description, "alert_%d" % description)

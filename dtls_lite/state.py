@@ -2,7 +2,8 @@
 # authenticated blob, so a node can resume or continue after deep sleep (DESIGN.md section 4).
 # Pure functions over bytes: never does I/O (stores live in dtls_lite/store.py), never decides
 # what to do with a state (the wake policy does), never raises on a bad blob anything but
-# StateError.
+# StateError. Also the bodies of Connection.snapshot()/restore() (a Connection to and from a
+# SavedState), so that a client without a store never loads them.
 #
 # Layout, version 1 (big-endian; [flag] = present only when that flag bit is set):
 #
@@ -190,6 +191,65 @@ def load(key, blob, server):
     if server is not None and st.server != server:
         raise StateError("made for another server (%s, not %s)" % (_show(st.server), _show(server)))
     return st
+
+
+# ---- a Connection to and from a SavedState ------------------------------------------------------
+# The bodies of Connection.snapshot() and .restore() (see their docstrings). Only a client with
+# a store calls them, and it loads this module anyway: kept here, their bytecode costs no heap
+# in a client without one (loaded from .mpy). They touch Connection's private attributes.
+
+def snapshot(c, reserve):
+    from dtls_lite import connection as cn
+    if c.handshake_in_flight:
+        raise UsageError("snapshot() while a handshake is in flight")
+    if not isinstance(reserve, int) or isinstance(reserve, bool) or reserve < 1:
+        raise UsageError("reserve must be an int >= 1")
+    s = c.session
+    st = SavedState()
+    if s is not None:
+        st.session_id = s.session_id
+        st.master_secret = s.master_secret
+        st.suite = s.suite
+        st.ems = s.ems
+        st.etm = s.etm
+    if c.state == cn.ST_CONNECTED and c._write.epoch > 0:
+        w = c._write
+        r = c._read
+        st.has_connection = True
+        st.epoch = w.epoch
+        st.key_block = c._key_block
+        st.write_seq = min(w.seq + reserve, _MAX_SEQ)  # 48 bits; at the top: exhausted
+        st.read_max_seq = r.max_seq
+        st.read_window = r.window
+        st.write_cid = c.write_cid
+        st.read_cid = c.read_cid
+    return st
+
+
+def restore(c, saved, now_ms):
+    from dtls_lite import connection as cn
+    if c.state != cn.ST_IDLE:
+        raise UsageError("restore() on a connection that is already in use")
+    if not saved.has_connection:
+        raise UsageError("restore(): the saved state holds no connection")
+    if saved.suite not in c._suites:
+        raise UsageError("restore(): saved suite %s is not enabled" % rl.suite_name(saved.suite))
+    c.session = cn.Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)
+    c.suite = saved.suite
+    c._key_block = saved.key_block
+    c.write_cid = saved.write_cid
+    c.read_cid = saved.read_cid
+    c._write, c._read = c._epoch_states(saved.epoch, saved.suite, saved.etm, saved.key_block)
+    c._write.seq = saved.write_seq
+    c._read.max_seq = saved.read_max_seq
+    c._read.window = saved.read_window
+    c._now = now_ms
+    c.state = cn.ST_CONNECTED
+    st = c.stats
+    st.handshake_kind = "continued"
+    st.handshake_started_ms = now_ms
+    st.handshake_ms = 0
+    c._events.append((cn.EVENT_CONNECTED, None))
 
 
 # ---- internals ---------------------------------------------------------------------------------
