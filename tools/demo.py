@@ -23,6 +23,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import cid_front  # noqa: E402
 import peers  # noqa: E402
 from bench import find_micropython  # noqa: E402
 
@@ -69,7 +70,7 @@ def row(i, label, r):
     if r.get("policy") and r["policy"] != did:
         did = "%s->%s" % (r["policy"], did)  # a continued request got no reply: fallback
     ok = r.get("ok") and r.get("received") and r["received"][-1] is not None
-    print("%4d  %-18s %-24s %3s %5d %6d %9d %6d %9.1f  %s" % (
+    print("%4d  %-20s %-22s %3s %5d %6d %9d %6d %9.1f  %s" % (
         i, label, did, st.get("round_trips", "-") if st else "-", w.get("handshake_datagrams", 0),
         w.get("handshake_bytes", 0), w.get("datagrams_sent", 0) + w.get("datagrams_received", 0),
         w.get("bytes_sent", 0) + w.get("bytes_received", 0), r.get("wall_us", 0) / 1000.0,
@@ -89,6 +90,34 @@ def totals(rs):
     return t
 
 
+def cid_part(exe, args, tmp):
+    """The same node against a server that gives a Connection ID (RFC 9146): Mbed TLS
+    ssl_server2 cid=1 behind tests/cid_front.py (a CID-routing front, as a CID-aware load
+    balancer); every wake after the first binds a new address and port."""
+    state = os.path.join(tmp, "node-cid-state.bin")
+    ok = True
+    print("\nConnection ID: local Mbed TLS ssl_server2 cid=1 (6-byte CID) behind a CID-routing front;"
+          "\nthe node moves to a new address and port on every wake:\n")
+    print("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes   wall ms")
+    with peers.mbedtls_server(cid=True, exchanges=1000, psk_hex=args.psk, identity=args.identity,
+                              extra=("cid_val=c1d2e3f4a5b6",)) as srv, \
+            cid_front.CidFront((srv.host, srv.port), cid_len=6) as front:
+        results = []
+        for i in range(5):
+            host = "127.0.0.%d" % (2 + i % 3)
+            bind = (host, peers.free_udp_port(host))
+            r = wake(exe, "127.0.0.1", front.port, args.identity, args.psk, state, bind, False,
+                     "reading %d" % (i + 1), args.timeout_ms)
+            results.append(r)
+            ok = row(i + 1, "first boot" if i == 0 else "new %s:%d" % bind, r) and ok
+        t = totals(results)
+        print("  5 wakes, 4 address changes: %d handshake(s), %d handshake bytes" % (
+            sum(1 for r in results if (r.get("wire") or {}).get("handshake_datagrams")), t[1]))
+    if os.path.exists(state):
+        os.remove(state)
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server", help="HOST:PORT of a DTLS 1.2 PSK server (default: start the local pion one)")
@@ -97,6 +126,7 @@ def main():
     ap.add_argument("--wakes", type=int, default=10)
     ap.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
     ap.add_argument("--timeout-ms", type=int, default=300, help="initial retransmission timeout")
+    ap.add_argument("--no-cid", action="store_true", help="skip the Connection ID part")
     args = ap.parse_args()
     if args.wakes < 1:
         ap.error("--wakes must be at least 1")
@@ -115,7 +145,7 @@ def main():
             host, port = srv.host, srv.port
             print("server: local pion/dtls (echo, PSK, session store, AES-128-CCM-8 first) on %s:%d" % (host, port))
         print("node: %s, state in %s, each wake a new process, no close_notify\n" % (args.runtime, state))
-        print("wake  situation          client did               RTs hs-dg hs-B   datagrams  bytes   wall ms")
+        print("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes   wall ms")
         results = []
         for i, (label, bind, force, restart) in enumerate(schedule(args.wakes, srv is not None), 1):
             if restart:
@@ -142,6 +172,8 @@ def main():
         ok = ok and all(r.get("ok") for r in fulls)
         print("(wall time includes waiting --reply-ms for the reply that never came after the server"
               " restart,\n and one retransmission where a server must first drop an association)")
+        if srv is not None and not args.no_cid:
+            ok = cid_part(exe, args, tmp) and ok
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)
