@@ -1,9 +1,11 @@
-"""The device form fits a small heap: dtls_lite compiled with mpy-cross, loaded by the MicroPython
+"""The .mpy form fits a bounded heap: dtls_lite compiled with mpy-cross, loaded by the MicroPython
 unix port from .mpy only, completes a full handshake and an echo with a real server (pion/dtls,
-CCM_8, cookie exchange) inside HEAP bytes of MicroPython heap.
+CCM_8, cookie exchange) inside HEAP bytes of MicroPython heap, and importing the client takes
+less than IMPORT_MAX bytes.
 
-HEAP is a regression bound measured on the 64-bit unix port (a run needs ~54 KB at its peak and
-fails at 64 KB); an ESP32 (32-bit objects) needs less. Also reports the heap in use after import.
+Both are regression bounds for the 64-bit unix port (the venv's 1.29); an ESP32 (32-bit objects)
+needs less: tests/test_mp32.py has the 32-bit bounds, tests/test_frozen.py the frozen firmware
+(what fits an ESP32's ~56 KB heap). tools/footprint.py --heap measures all of them.
 """
 import os
 import re
@@ -17,7 +19,14 @@ import peers
 from test_mpy import _venv_tool
 
 ROOT = peers.ROOT
-HEAP = "72k"
+# Measured 2026-11-29 on the tree of commit c11c3a5 (rare paths moved to dtls_lite/rare.py):
+# works at every heap from 94 KB to 104 KB (5 runs per size, 1-2 KB steps), fails at 92 KB and
+# below (3 runs); the import takes 67.3 KB (gc.mem_alloc() after import). HEAP is that plus
+# 4 KB. Before the cut (commit 13b8fa0): 96 KB (but not 98 KB: fragmentation) and 72.9 KB;
+# before this session's abbreviated handshake, saved state and CID work (commit 146940a):
+# 68-73 KB and 48 KB.
+HEAP = "98k"
+IMPORT_MAX = 70 * 1024
 
 _SCRIPT = """
 import sys, gc
@@ -55,4 +64,4 @@ def test_handshake_and_echo_fit_a_small_heap_from_mpy():
     assert "reply b'small heap'" in out, out
     assert re.search(r"suite 49320 file .*connection\.mpy", out), out  # CCM_8, loaded from .mpy
     imported = int(re.search(r"imported (\d+)", out).group(1))
-    assert imported < 56 * 1024, out
+    assert imported < IMPORT_MAX, out
