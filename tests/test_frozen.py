@@ -33,10 +33,11 @@ import footprint  # noqa: E402  (the one copy of the build steps, also used by `
 # Regression bounds measured on this firmware (tree of 2026-11-29, after the rare-path cuts):
 # the two wakes worked at every heap from 33 KB to 46 KB (1 KB steps, 3 runs each) and failed
 # at 32 KB and below (the client's 2 KB receive buffer does not fit the fragmented heap); the
-# import took 14.1 KB. HEAP_FROZEN is the smallest working heap plus 5 KB; an ESP32 starts
-# with ~56 KB (DESIGN.md 5).
+# heap in use after the imports of _WAKE was 15.4 KB (tools/footprint.py --heap, without the
+# script's own objects: 14.1 KB). HEAP_FROZEN is the smallest working heap plus 5 KB; an
+# ESP32 starts with ~56 KB (DESIGN.md 5).
 HEAP_FROZEN = "38k"
-IMPORT_FROZEN_MAX = 16 * 1024
+IMPORT_FROZEN_MAX = 17 * 1024
 HEAP_TOO_SMALL = "16k"
 
 _STATE = {}

@@ -331,7 +331,7 @@ def main(argv=None):
         "total_mpy_bytes": sum(f["mpy_bytes"] for f in files.values()),
     }
     if args.heap:
-        frozen = args.frozen
+        frozen = args.frozen and os.path.abspath(args.frozen)
         if args.build_frozen:
             frozen, seconds, _ = build_frozen(root)
             report["frozen_build_s"] = round(seconds, 1)
