@@ -40,7 +40,11 @@ def timeout_reason(c):
     PSK only once the server answered our earlier flights and then not our Finished."""
     from dtls_lite import connection as cn
     n = c._retransmits
-    if c._sent_finished():
+    if c._sent_finished() and c._read.epoch > 0:
+        # The server sends its ChangeCipherSpec only once our Finished verified: the PSK is right.
+        msg = ("the server's ChangeCipherSpec arrived but not its Finished (%d retransmissions):"
+               " packet loss?" % n)
+    elif c._sent_finished():
         if c._repeats:
             msg = ("the server re-sent its previous flight %d times: it does not accept our"
                    " Finished flight (%d retransmissions): wrong PSK or identity? (servers"

@@ -436,3 +436,20 @@ def test_handshake_datagram_records_are_unchanged_by_the_window():
     flights = handshake(c, srv)
     assert c.state == cn.ST_CONNECTED and len(flights) == 3
     assert [len(records(d)) for d in flights[2]] == [3]
+
+
+def test_lost_server_finished_after_its_ccs_does_not_blame_the_psk():
+    # The server's ChangeCipherSpec proves it accepted our Finished; only its Finished is lost.
+    c, srv = new_client(handshake_timeout_ms=20000), FakeServer(cookie=None)
+    c.connect(0)
+    out = deliver(c, [b"".join(srv.handle(c.datagrams_to_send()[0]))], 1)
+    answer = srv.handle(out[0])
+    assert answer[0][0] == rl.CT_CHANGE_CIPHER_SPEC
+    c.receive(answer[0], 2)  # the CCS only: every Finished from the server gets lost
+    for _ in range(20):  # bounded: the retransmission limit ends it well before
+        if c.state == cn.ST_CLOSED:
+            break
+        c.handle_timer(c.timer())
+        c.datagrams_to_send()
+    assert isinstance(c.error, HandshakeTimeout)
+    assert "ChangeCipherSpec arrived" in str(c.error) and "PSK" not in str(c.error)
