@@ -272,7 +272,10 @@ class Connection:
 
     def _timeout_reason(self):
         """Why the handshake gives up (dtls_lite/rare.py builds the message)."""
-        from dtls_lite import rare
+        try:
+            from dtls_lite import rare
+        except MemoryError:  # loaded from .mpy it needs a few KB: still a HandshakeTimeout
+            return "no answer from server after %d retransmissions" % self._retransmits
         return rare.timeout_reason(self)
 
     def _hs_expired(self):

@@ -65,3 +65,32 @@ def test_handshake_and_echo_fit_a_small_heap_from_mpy():
     assert re.search(r"suite 49320 file .*connection\.mpy", out), out  # CCM_8, loaded from .mpy
     imported = int(re.search(r"imported (\d+)", out).group(1))
     assert imported < IMPORT_MAX, out
+
+
+def test_timeout_reason_when_rare_cannot_be_loaded(monkeypatch):
+    # dtls_lite/rare.py is imported only when a message is needed; from .mpy that takes a few
+    # KB. Without them a handshake that times out still ends in HandshakeTimeout.
+    import sys
+
+    import dtls_lite
+    from dtls_lite import connection as cn
+    from dtls_lite.errors import HandshakeTimeout
+
+    class NoMemory:
+        def find_spec(self, name, path=None, target=None):
+            if name == "dtls_lite.rare":
+                raise MemoryError
+            return None
+
+    monkeypatch.delitem(sys.modules, "dtls_lite.rare", raising=False)
+    monkeypatch.delattr(dtls_lite, "rare", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoMemory()] + sys.meta_path)
+    c = cn.Connection(b"id", b"psk", max_retransmits=1)
+    c.connect(0)
+    for _ in range(10):  # bounded: two timer expiries end it
+        if c.state == cn.ST_CLOSED:
+            break
+        c.handle_timer(c.timer())
+    assert isinstance(c.error, HandshakeTimeout), c.error
+    assert str(c.error) == "no answer from server after 1 retransmissions"
+    assert "dtls_lite.rare" not in sys.modules
