@@ -8,6 +8,8 @@
 #            the bind address)  --force-resume  --send TEXT (repeatable; each a request())
 #            --reply-ms N  --timeout-ms N  --retransmits N  --idle-s N (auto_handshake_timeout)
 #            --suite HEX  --keylog FILE (append the NSS key log line)  --close (close_notify)
+#            --tries N (request() up to N times until a reply: an application's own retry, as
+#            CoAP's confirmable messages; DTLS does not retransmit application data)
 import json
 import sys
 
@@ -28,7 +30,7 @@ def parse(argv):
         raise SystemExit("usage: wake.py HOST PORT IDENTITY PSK_HEX --state FILE [options]")
     o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
          "state": None, "bind": None, "local": None, "force": False, "send": [], "reply_ms": 2000,
-         "options": {}, "keylog": None, "close": False, "suites": []}
+         "options": {}, "keylog": None, "close": False, "suites": [], "tries": 1}
     i = 4
     while i < len(argv):
         a = argv[i]
@@ -52,6 +54,8 @@ def parse(argv):
             o["options"]["auto_handshake_timeout_s"] = int(v)
         elif a == "--suite":
             o["suites"].append(int(v, 16))
+        elif a == "--tries":
+            o["tries"] = int(v)
         elif a == "--keylog":
             o["keylog"] = v
         elif a in ("--force-resume", "--close"):
@@ -89,8 +93,14 @@ def run(o):
         result["connect_us"] = ticks_diff(ticks_us(), t0)
         result["policy"] = c.wake_action
         result["policy_reason"] = c.wake_reason
+        result["tries"] = 0
         for msg in o["send"]:
-            reply = c.request(msg, o["reply_ms"])
+            reply = None
+            for _ in range(o["tries"]):
+                result["tries"] += 1
+                reply = c.request(msg, o["reply_ms"])
+                if reply is not None:
+                    break
             result["received"].append(None if reply is None else reply.decode())
         result["suite"] = suite_name(c.conn.suite)
         if o["close"]:
