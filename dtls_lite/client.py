@@ -306,9 +306,11 @@ class DTLSClient:
         return _addr_key(resolve(host, bind[1])[1])
 
     def _load(self):
-        """The SavedState in the store (or the session store), or None; a refused blob sets
-        state_error (its reason) and counts as nothing saved."""
+        """The SavedState in the store (or else the session store), or None; a refused blob
+        sets state_error (its reason) and counts as nothing saved. The session store is read
+        either way, so that a session it already holds is not written again (flash wear)."""
         from dtls_lite import state
+        found = None
         for st in (self._store, self._session_store):
             if st is None:
                 continue
@@ -320,10 +322,15 @@ class DTLSClient:
             if blob is None:
                 continue
             try:
-                return state.load(self._state_key, blob, self._server_key)
+                saved = state.load(self._state_key, blob, self._server_key)
             except state.StateError as e:
                 self.state_error = e
-        return None
+                continue
+            if st is self._session_store:
+                self._saved_session_id = saved.session_id
+            if found is None:
+                found = saved
+        return found
 
     def _wake_facts(self):
         if self._state_key is None:

@@ -152,3 +152,31 @@ def test_failed_connection_never_sends_past_the_reservation():
         assert sent == [] and store.load() == saved
         c.suspend()
         assert store.load() == saved
+
+
+def test_session_store_is_written_only_when_the_session_changes():
+    class Counting(MemoryStore):
+        saves = 0
+
+        def save(self, data):
+            self.saves += 1
+            super().save(data)
+
+    with peers.pion_server(cookie=False) as srv:
+        bind = ("127.0.0.2", peers.free_udp_port("127.0.0.2"))
+        rtc, flash = MemoryStore(), Counting()
+        c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=rtc, session_store=flash)
+        assert c.request(b"1") == b"1"
+        c.suspend()
+        assert flash.saves == 1 and rtc.load() is not None
+        for i in range(3):  # continued wakes: RTC memory rewritten, flash left alone
+            c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=rtc, session_store=flash)
+            assert c.wake_action == "continue" and c.request(b"x") == b"x"
+            c.suspend()
+        assert flash.saves == 1
+        rtc.clear()  # power loss: RTC memory gone, the session comes from flash
+        c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=rtc, session_store=flash)
+        assert c.wake_action == "abbreviated" and c.wake_reason == "only the session was saved"
+        assert c.request(b"y") == b"y"
+        c.suspend()
+        assert flash.saves == 1  # a resumed session is the same session
