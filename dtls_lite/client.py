@@ -24,7 +24,7 @@ except AttributeError:  # CPython
         return a - b
 
 
-class _Clock:
+class Clock:
     """Milliseconds since creation that never wrap (MicroPython ticks wrap after ~12 days)."""
 
     def __init__(self):
@@ -115,7 +115,7 @@ class DTLSClient:
         self.conn = cn.Connection(identity, psk, **options)
         family, self.server = resolve(host, port)
         self._where = "%s port %d" % (host, port)
-        self._clock = _Clock()
+        self._clock = Clock()
         if wall_clock is not None and not callable(wall_clock):
             raise UsageError("wall_clock must be a function returning seconds")
         self._wall = wall_clock or _wall_clock

@@ -24,6 +24,7 @@
 import gc
 import time
 
+# (its own copy of the clock: node.py must load and report even when dtls_lite cannot)
 try:
     _ticks_ms = time.ticks_ms
     _ticks_diff = time.ticks_diff

@@ -79,30 +79,12 @@ mp_src() { find "$DIR/src" -mindepth 1 -maxdepth 1 -type d -name 'micropython-*'
 mb_src() { find "$DIR/src" -mindepth 1 -maxdepth 1 -type d -name 'mbedtls-*' 2>/dev/null | head -n1; }
 
 fetch_sources() {
-    local mirror="${MP32_MIRROR:-}" tmp apt_opts=() d
-    if [ -z "$mirror" ]; then
-        # the same mirror discovery as the Mbed TLS peer (one copy of it, in install_peers.sh)
-        # shellcheck disable=SC1090
-        source <(sed -n '/^debian_mirror() {$/,/^}$/p' "$ROOT/tools/install_peers.sh")
-        mirror="$(debian_mirror)" || die "could not find a Debian mirror in this machine's apt sources"
-    fi
-    log "fetching micropython and mbedtls source packages from '$SUITE'"
+    local tmp d
+    # shellcheck source=tools/debian_source.sh
+    . "$ROOT/tools/debian_source.sh"
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/dtls-lite-mp32.XXXXXX")"
     trap 'rm -rf "$tmp"' RETURN
-    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/src"
-    echo "deb-src $mirror $SUITE main" > "$tmp/sources.list"
-    apt_opts=(-q
-        -o Dir::Etc::SourceList="$tmp/sources.list"
-        -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::State::Lists="$tmp/lists"
-        -o Dir::Cache="$tmp/cache"
-        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
-    # As root apt drops privileges to _apt for downloads, which cannot write to our private dir.
-    [ "$(id -u)" -eq 0 ] && apt_opts+=(-o APT::Sandbox::User=root)
-    apt-get "${apt_opts[@]}" update >"$tmp/update.log" 2>&1 \
-        || { cat "$tmp/update.log" >&2; die "apt-get update of the private $SUITE source list failed"; }
-    (cd "$tmp/src" && apt-get "${apt_opts[@]}" source micropython mbedtls) >"$tmp/source.log" 2>&1 \
-        || { cat "$tmp/source.log" >&2; die "apt-get source micropython mbedtls ($SUITE) failed"; }
+    MIRROR="${MP32_MIRROR:-}" fetch_debian_source "$SUITE" "$tmp/src" micropython mbedtls
     rm -rf "$DIR/src"
     mkdir -p "$DIR/src"
     for d in "$tmp"/src/micropython-* "$tmp"/src/mbedtls-*; do

@@ -66,60 +66,15 @@ link_bins() {
     ln -sf "../mbedtls/bin/ssl_client2" "$PEERS/bin/ssl_client2"
 }
 
-# Print the URI of the machine's main Debian archive (the one carrying its own release suite).
-debian_mirror() {
-    local codename="" f uri
-    codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
-    # deb822 files: pick a stanza whose Types has deb or deb-src, and whose Suites has the
-    # codename itself (not -security/-updates); print its first URI.
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        uri="$(awk -v cn="$codename" '
-            function flush() {
-                if (uris != "" && types ~ /deb/ && (cn == "" || (" " suites " ") ~ (" " cn " ")))
-                    { split(uris, u, " "); print u[1]; found = 1; exit }
-                types = ""; uris = ""; suites = ""
-            }
-            /^[[:space:]]*$/ { flush(); next }
-            /^[[:space:]]*#/ { next }
-            tolower($1) == "types:"  { $1 = ""; types = $0 }
-            tolower($1) == "uris:"   { $1 = ""; uris = $0 }
-            tolower($1) == "suites:" { $1 = ""; suites = $0 }
-            END { if (!found) flush() }' "$f")"
-        case "$uri" in */debian|*/debian/) echo "${uri%/}"; return 0 ;; esac
-    done
-    # One-line format: "deb [opts] URI suite components..."
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        uri="$(awk -v cn="$codename" '
-            $1 == "deb" || $1 == "deb-src" {
-                i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-                if (cn == "" || $(i+1) == cn) { print $i; exit } }' "$f")"
-        case "$uri" in */debian|*/debian/) echo "${uri%/}"; return 0 ;; esac
-    done
-    return 1
-}
+# debian_mirror and fetch_debian_source
+# shellcheck source=tools/debian_source.sh
+. "$ROOT/tools/debian_source.sh"
 
 build_mbedtls() {
-    local mirror tmp src apt_opts=() jobs
-    mirror="$(debian_mirror)" || die "could not find a Debian mirror (URIs ending in /debian) in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources"
-    log "fetching mbedtls source package from '$MBED_SUITE' via this machine's mirror"
+    local tmp src jobs
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/dtls-lite-peers.XXXXXX")"
     trap 'rm -rf "$tmp"' RETURN
-    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/src"
-    echo "deb-src $mirror $MBED_SUITE main" > "$tmp/sources.list"
-    apt_opts=(-q
-        -o Dir::Etc::SourceList="$tmp/sources.list"
-        -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::State::Lists="$tmp/lists"
-        -o Dir::Cache="$tmp/cache"
-        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
-    # As root apt drops privileges to _apt for downloads, which cannot write to our private dir.
-    [ "$(id -u)" -eq 0 ] && apt_opts+=(-o APT::Sandbox::User=root)
-    apt-get "${apt_opts[@]}" update >"$tmp/update.log" 2>&1 \
-        || { cat "$tmp/update.log" >&2; die "apt-get update of the private $MBED_SUITE source list failed"; }
-    (cd "$tmp/src" && apt-get "${apt_opts[@]}" source mbedtls) >"$tmp/source.log" 2>&1 \
-        || { cat "$tmp/source.log" >&2; die "apt-get source mbedtls ($MBED_SUITE) failed"; }
+    fetch_debian_source "$MBED_SUITE" "$tmp/src" mbedtls
     src="$(find "$tmp/src" -mindepth 1 -maxdepth 1 -type d -name 'mbedtls-*' | head -n1)"
     [ -n "$src" ] && [ -f "$src/CMakeLists.txt" ] || die "unpacked mbedtls source not found in $tmp/src"
     grep -q 'MBEDTLS_VERSION_STRING  *"3\.6' "$src/include/mbedtls/build_info.h" \

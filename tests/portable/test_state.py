@@ -6,6 +6,7 @@ from dtls_lite import crypto
 from dtls_lite import record as rl
 from dtls_lite import state as sm
 from dtls_lite.errors import DTLSError, StateError, UsageError
+from test_connection import raises
 
 PSK = b"secretPSK"
 IDENTITY = b"Client_identity"
@@ -39,14 +40,6 @@ def same(a, b):
         if isinstance(x, (bytes, bytearray)):
             x = bytes(x)
         assert x == y and type(x) is type(y), (name, x, y)
-
-
-def raises(exc, fn, *args):
-    try:
-        fn(*args)
-    except exc as e:
-        return e
-    raise AssertionError("%s not raised" % exc.__name__)
 
 
 def refused(blob, key=KEY, server=SERVER6):

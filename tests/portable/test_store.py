@@ -5,6 +5,7 @@ import errno
 import os
 
 from dtls_lite.store import FileStore, MemoryStore
+from test_connection import raises
 
 
 class Crash(Exception):
@@ -73,14 +74,6 @@ def remove_dir(d):
 
 def files(d):
     return sorted(os.listdir(d))
-
-
-def raises(exc, fn, *args):
-    try:
-        fn(*args)
-    except exc as e:
-        return e
-    raise AssertionError("%s not raised" % exc.__name__)
 
 
 def test_memory_store():
