@@ -453,3 +453,11 @@ def test_lost_server_finished_after_its_ccs_does_not_blame_the_psk():
         c.datagrams_to_send()
     assert isinstance(c.error, HandshakeTimeout)
     assert "ChangeCipherSpec arrived" in str(c.error) and "PSK" not in str(c.error)
+
+
+def test_rollback_knows_every_handshake_default():
+    # receive()'s rollback restores _Handshake's class defaults by name (no dir() per datagram:
+    # too slow on MicroPython); a new default must be added to the list.
+    names = sorted(k for k in dir(cn._Handshake) if not k.startswith("_")
+                   and not callable(getattr(cn._Handshake, k)))
+    assert names == sorted(cn._HS_DEFAULTS), (names, cn._HS_DEFAULTS)
