@@ -20,7 +20,7 @@ options.defaults(node=None)  # noqa: F821 - the manifest API is given by manifes
 
 metadata(  # noqa: F821
     description="PSK-only DTLS 1.2 client that keeps its session across deep sleep",
-    version="0.1.0",
+    version="0.2.0",
 )
 
 _DESKTOP_ONLY = ("__main__.py", "cli.py")  # the `dtls-lite` command line (CPython)

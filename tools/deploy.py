@@ -182,7 +182,7 @@ def shipped_sources(target):
     return entries + PORT_FILES[target]
 
 
-def package_json_text(version="0.1.0"):
+def package_json_text(version="0.2.0"):
     """package.json for `mpremote mip install` (the library, as .py): regenerate it with
     `tools/deploy.py --write-package-json` when dtls_lite/ gains or loses a module."""
     lib = [src for _, src, _ in shipped_sources("esp32") if src.startswith("dtls_lite/")]
