@@ -112,8 +112,12 @@ class _Handshake:
         self.early_records = []  # next-epoch records that overtook the server's CCS, whole
 
 
-# _Handshake's class defaults, by name: receive()'s rollback restores them (dir() would find
-# them, but costs ~0.7 ms a call on MicroPython). A test checks the list against the class.
+# Connection's and _Handshake's class defaults, by name: receive()'s rollback restores them
+# (dir() would find them, but costs ~0.7 ms a call on MicroPython). A test checks the lists.
+_CONN_DEFAULTS = ("state", "error", "session", "suite", "identity_hint", "write_cid", "read_cid",
+                  "_datagram_len", "_hs", "_key_block", "_client_random", "_last_peer_seq", "_flight",
+                  "_deadline", "_retransmits", "_now", "_sent_ms", "_repeats", "_hvr_repeats",
+                  "_close_pending")
 _HS_DEFAULTS = ("cookie", "hello_verify_count", "send_seq", "recv_seq", "client_hello", "server_hello",
                 "identity_hint", "master", "pending_read", "last_peer_seq", "offered_id", "resumed",
                 "pending_write")
@@ -125,6 +129,30 @@ def _resumable(s):
 
 
 class Connection:
+    # Immutable defaults as class attributes (see _Handshake): a new Connection sets only what
+    # differs, which halves its construction time on MicroPython. _CONN_DEFAULTS lists them.
+    state = ST_IDLE
+    error = None
+    session = None
+    suite = None
+    identity_hint = None
+    write_cid = b""  # CID we put in records (the server's, RFC 9146); b"" = none
+    read_cid = b""  # CID the server puts in records to us
+    _datagram_len = 0
+    _hs = None
+    _key_block = None
+    _client_random = None
+    _last_peer_seq = -1  # abbreviated: message_seq of the server's Finished
+    # retransmission machine (RFC 6347 4.2.4), separate from the handshake states
+    _flight = None  # [(write_state, content_type, payload)]
+    _deadline = None
+    _retransmits = 0
+    _now = None  # now_ms of the API call being processed
+    _sent_ms = 0  # now_ms of the current flight's last transmission
+    _repeats = 0  # times the server re-sent its previous flight: ours did not get through
+    _hvr_repeats = 0  # HelloVerifyRequests that came after we sent the cookie
+    _close_pending = None  # error of a close_notify during the handshake, until the timer
+
     def __init__(self, identity, psk, rng=None, suites=None, mtu=1200, initial_timeout_ms=1000,
                  max_timeout_ms=60000, max_retransmits=6, max_handshake_size=4096, session=None,
                  cid=b"", handshake_timeout_ms=None):
@@ -152,11 +180,9 @@ class Connection:
             from dtls_lite import rare
             rng = rare.checked_rng(rng)
         self._hs_timeout = handshake_timeout_ms  # overall, from connect(): nothing extends it
-        self._sent_ms = 0  # now_ms of the current flight's last transmission
-        self._repeats = 0  # times the server re-sent its previous flight: ours did not get through
-        self._hvr_repeats = 0  # HelloVerifyRequests that came after we sent the cookie
-        self._close_pending = None  # error of a close_notify during the handshake, until the timer
-        self._oom = 0  # datagrams dropped because handling them ran out of memory
+        # Datagrams dropped for lack of memory. An instance attribute from the start: _undo()
+        # counts here right after a MemoryError, when a new attribute could not be added.
+        self._oom = 0
         self.identity = bytes(identity)
         self._psk = bytes(psk)
         self._rng = rng or crypto.random_bytes
@@ -172,30 +198,13 @@ class Connection:
             raise UsageError("cid must be None or 0..255 bytes")  # RFC 9146 3: uint8 length
         self._offer = session  # a stored Session to offer for resumption (RFC 5246 7.3)
         self._cid = None if cid is None else bytes(cid)  # offered CID (RFC 9146): b"" = zero-length
-        self.state = ST_IDLE
         self.stats = Stats()
-        self.error = None
-        self.session = None
-        self.suite = None
-        self.identity_hint = None
         self._events = []
         self._out = []
         self._datagram = []  # records of the datagram being filled
-        self._datagram_len = 0
         self._read = rl.ReadState(0)
         self._write = rl.WriteState(0)
-        self._hs = None
-        self._key_block = None
-        self._client_random = None
-        self._last_peer_seq = -1  # abbreviated: message_seq of the server's Finished
-        self.write_cid = b""  # CID we put in records (the server's, RFC 9146); b"" = none
-        self.read_cid = b""  # CID the server puts in records to us
-        # retransmission machine (RFC 6347 4.2.4), separate from the handshake states
-        self._flight = None  # [(write_state, content_type, payload)]
         self._timeout = initial_timeout_ms
-        self._deadline = None
-        self._retransmits = 0
-        self._now = None  # now_ms of the API call being processed
 
     # ---- API -------------------------------------------------------------------------------
 
@@ -873,7 +882,7 @@ class Connection:
 def _save(c):
     """What receive() may change during a handshake: copies of the connection's, its
     handshake's and its stats' attributes (lists copied too: they are changed in place)."""
-    return (_attrs(c, ()), _attrs(c._hs, _HS_DEFAULTS), _attrs(c.stats, ()))
+    return (_attrs(c, _CONN_DEFAULTS), _attrs(c._hs, _HS_DEFAULTS), _attrs(c.stats, ()))
 
 
 def _attrs(obj, class_defaults):
