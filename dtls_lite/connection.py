@@ -114,6 +114,7 @@ class _Handshake:
 
 # Connection's and _Handshake's class defaults, by name: receive()'s rollback restores them
 # (dir() would find them, but costs ~0.7 ms a call on MicroPython). A test checks the lists.
+# Lists that receive() changes in place (append, insert) are copied by name in _save().
 _CONN_DEFAULTS = ("state", "error", "session", "suite", "identity_hint", "write_cid", "read_cid",
                   "_datagram_len", "_hs", "_key_block", "_client_random", "_last_peer_seq", "_flight",
                   "_deadline", "_retransmits", "_now", "_sent_ms", "_repeats", "_hvr_repeats",
@@ -244,15 +245,20 @@ class Connection:
             st.records_dropped += 1
             self._fail(HandshakeTimeout(self._timeout_reason()), None)
             return
+        self._receive(datagram)
+
+    def _receive(self, datagram):
+        # Apart from receive(), with one try block: a small frame, not on the heap.
         saved = None
         try:
             if self._hs is not None:
                 saved = _save(self)
             self._on_datagram(datagram)
             self._flush()
-        except ProtocolError as e:
-            self._fail(e, e.alert)
         except BaseException as e:  # noqa: B902 - nothing may leave the connection half-updated
+            if isinstance(e, ProtocolError):
+                self._fail(e, e.alert)
+                return
             self._undo(saved, e)
             if not isinstance(e, Exception):
                 raise  # KeyboardInterrupt, SystemExit: after the undo
@@ -585,9 +591,12 @@ class Connection:
 
     def _send_client_hello(self):
         h = self._hs
-        suites = self._offered_suites()
-        body = hs.client_hello_body(h.client_random, h.offered_id, h.cookie, suites,
-                                    rl.SUITE_PSK_AES_128_CBC_SHA256 in suites, self._cid)
+        if h.client_hello is None:
+            suites = self._offered_suites()
+            body = hs.client_hello_body(h.client_random, h.offered_id, h.cookie, suites,
+                                        rl.SUITE_PSK_AES_128_CBC_SHA256 in suites, self._cid)
+        else:  # after a HelloVerifyRequest: the same hello, with the new cookie
+            body = hs.client_hello_with_cookie(h.client_hello, h.cookie)
         h.client_hello = hs.whole_message(hs.HT_CLIENT_HELLO, h.send_seq, body)
         h.send_seq += 1
         h.recv_seq = None
@@ -880,30 +889,52 @@ class Connection:
 
 
 def _save(c):
-    """What receive() may change during a handshake: copies of the connection's, its
-    handshake's and its stats' attributes (lists copied too: they are changed in place)."""
-    return (_attrs(c, _CONN_DEFAULTS), _attrs(c._hs, _HS_DEFAULTS), _attrs(c.stats, ()))
+    """What receive() may change during a handshake: the attributes of the connection, its
+    handshake and its stats, and copies of the lists changed in place (_LISTS)."""
+    h = c._hs
+    st = c.stats
+    if _LIVE_DICT:
+        return (c, c.__dict__.copy(), h, h.__dict__.copy(), st, st.__dict__.copy(),
+                list(c._datagram), list(c._events), list(c._out), list(h.transcript), list(h.early_records))
+    # MicroPython's instance __dict__ is a fresh copy already (one memcpy of the table)
+    return (c, c.__dict__, h, h.__dict__, st, st.__dict__,
+            list(c._datagram), list(c._events), list(c._out), list(h.transcript), list(h.early_records))
 
 
-def _attrs(obj, class_defaults):
-    d = dict(obj.__dict__)
-    for k in d:
-        if type(d[k]) is list:
-            d[k] = list(d[k])
-    # class defaults (see _Handshake) the instance had not overridden yet
-    return obj, d, [k for k in class_defaults if k not in d]
+def _dict_is_live():
+    s = Stats()
+    d = s.__dict__
+    s.hello_verify = True
+    return d["hello_verify"] is True
 
 
-def _restore(saved):
+_LIVE_DICT = _dict_is_live()  # CPython: __dict__ is the instance's own table
+
+
+def _restore(s):
     # Allocates nothing (it runs after a MemoryError): setattr only on existing attributes.
-    for obj, d, defaults in saved:
-        cls = type(obj)
-        for k in defaults:
+    _restore_attrs(s[0], s[1], _CONN_DEFAULTS)
+    _restore_attrs(s[2], s[3], _HS_DEFAULTS)
+    _restore_attrs(s[4], s[5], ())
+    c = s[0]
+    h = s[2]
+    c._datagram = s[6]
+    c._events = s[7]
+    c._out = s[8]
+    h.transcript = s[9]
+    h.early_records = s[10]
+
+
+def _restore_attrs(obj, d, class_defaults):
+    cls = type(obj)
+    for k in class_defaults:
+        # a class default (see _Handshake) the instance had not overridden before
+        if k not in d:
             v = getattr(cls, k)
             if getattr(obj, k) is not v:
                 setattr(obj, k, v)
-        for k in d:
-            setattr(obj, k, d[k])
+    for k in d:
+        setattr(obj, k, d[k])
 
 
 def _is_int(v):

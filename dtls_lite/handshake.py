@@ -120,6 +120,13 @@ def client_hello_body(client_random, session_id, cookie, suites, offer_etm, cid=
                      ext))
 
 
+def client_hello_with_cookie(msg, cookie):
+    """The body of ClientHello msg (whole, header included) with cookie in place of its own:
+    the hello repeated after a HelloVerifyRequest (RFC 6347 4.2.1), without rebuilding it."""
+    p = HS_HEADER_LEN + 35 + msg[HS_HEADER_LEN + 34]  # after version, random, session_id
+    return b"".join((msg[HS_HEADER_LEN:p], bytes((len(cookie),)), cookie, msg[p + 1 + msg[p]:]))
+
+
 def parse_hello_verify_request(body):
     r = Reader(body)
     version = r.pull_uint16()
