@@ -723,8 +723,7 @@ class Connection:
         self._write = h.pending_write
         flight.append((self._write, rl.CT_HANDSHAKE, self._next_message(hs.HT_FINISHED, verify)))
         self._connected(h, "abbreviated")
-        self._start_flight(flight)
-        self._deadline = None
+        self._start_flight(flight)  # connected: no timer is armed for it
         self._last_peer_seq = (msg[4] << 8) | msg[5]  # the server's Finished's message_seq
 
     def _connected(self, h, kind):
