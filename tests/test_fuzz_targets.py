@@ -46,6 +46,7 @@ from dtls_lite import record as rl  # noqa: E402
 from dtls_lite import state as sm  # noqa: E402
 from dtls_lite.errors import DTLSError, ProtocolError, StateError, UsageError  # noqa: E402
 from fakeserver import IDENTITY, PSK, FakeServer, Rng, messages  # noqa: E402
+from test_connection import events as _events  # noqa: E402
 
 TARGETS = {}  # name -> (function, {argument: strategy})
 COUNTS = {}  # name -> examples run (read by tools/fuzz.py)
@@ -337,15 +338,6 @@ def _progressed(name, c, hvr_before):
     if name == "hello_verify":
         return c.stats.hello_verify and not hvr_before
     return c.state == _STAGE_STATES[name][1]
-
-
-def _events(c):
-    out = []
-    while True:
-        e = c.next_event()
-        if e is None:
-            return out
-        out.append(e)
 
 
 def _check_clean(c, events):

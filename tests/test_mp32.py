@@ -15,11 +15,8 @@ A missing micropython32 FAILS these tests (run `make peers` or `make mp32`); it 
 """
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -127,24 +124,7 @@ def test_pion_echo():
 @pytest.mark.interop
 def test_handshake_and_echo_fit_a_small_heap_from_mpy():
     mp, mpy_cross = _tool(MP32), _tool(MPY_CROSS32)
-    tmp = tempfile.mkdtemp(prefix="dtls-lite-heap32-")
-    try:
-        os.makedirs(os.path.join(tmp, "dtls_lite"))
-        for fn in sorted(os.listdir(os.path.join(ROOT, "dtls_lite"))):
-            if fn.endswith(".py"):
-                subprocess.run([mpy_cross, "-O1", "-o", os.path.join(tmp, "dtls_lite", fn[:-3] + ".mpy"),
-                                "-s", fn, os.path.join("dtls_lite", fn)], cwd=ROOT, check=True, timeout=60)
-        with peers.pion_server() as srv:
-            p = subprocess.run([mp, "-X", "heapsize=" + HEAP32, "-c", test_heap._SCRIPT % (tmp, srv.port)],
-                               cwd=tmp, capture_output=True, text=True, timeout=60)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out
-    assert "reply b'small heap'" in out, out
-    assert re.search(r"suite 49320 file .*connection\.mpy", out), out  # CCM_8, loaded from .mpy
-    imported = int(re.search(r"imported (\d+)", out).group(1))
-    assert imported < IMPORT32_MAX, out
+    test_heap.check_small_heap(mp, mpy_cross, HEAP32, IMPORT32_MAX)
 
 
 # ---- no big int per steady-state record -----------------------------------------------------

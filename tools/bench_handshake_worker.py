@@ -12,15 +12,7 @@ import json
 import socket
 import sys
 
-from runtime import ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
-
-
-def _say(line):
-    sys.stdout.write(line + "\n")
-    try:
-        sys.stdout.flush()
-    except AttributeError:  # MicroPython's stdout is unbuffered
-        pass
+from runtime import say as _say, ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
 
 
 def run_dtls_lite(host, port, identity, psk, close, out):

@@ -20,15 +20,7 @@
 import json
 import sys
 
-from runtime import ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
-
-
-def _say(line):
-    sys.stdout.write(line + "\n")
-    try:
-        sys.stdout.flush()
-    except AttributeError:  # MicroPython's stdout is unbuffered
-        pass
+from runtime import say as _say, ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
 
 
 def _wait():

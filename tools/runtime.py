@@ -7,6 +7,17 @@ ROOT = _tools.rsplit("/", 1)[0] if "/" in _tools else ".."
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+
+
+def say(line):
+    """One line to stdout at once (the benchmark's parent process waits for it)."""
+    sys.stdout.write(line + "\n")
+    try:
+        sys.stdout.flush()
+    except AttributeError:  # MicroPython's stdout is unbuffered
+        pass
+
+
 try:
     from time import ticks_diff, ticks_us  # noqa: F401
 except ImportError:  # CPython
