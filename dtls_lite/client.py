@@ -86,6 +86,8 @@ class DTLSClient:
         c.send(b"hello"); reply = c.recv(2000)
     Keyword arguments after psk go to Connection (suites, mtu, initial_timeout_ms,
     max_retransmits, rng, ...). bind=(host, port) fixes the local address and port.
+    socket_factory(family), if given, makes the datagram socket instead of socket.socket (a
+    wrapper that traces or filters datagrams, as the desktop CLI's).
 
     With store= (dtls_lite.store), the session and the connection survive the process (deep
     sleep): connect() continues, resumes or does a full handshake as dtls_lite/wake.py's
@@ -94,7 +96,7 @@ class DTLSClient:
 
     def __init__(self, host, port, identity, psk, bind=None, connect=True, store=None,
                  session_store=None, auto_handshake_timeout_s=None, wall_clock=None, local=None,
-                 keylog=None, **options):
+                 keylog=None, socket_factory=None, **options):
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             raise UsageError("port must be an int in 1..65535, not %r" % (port,))
         if bind is not None and (not isinstance(bind, (tuple, list)) or len(bind) != 2):
@@ -139,7 +141,9 @@ class DTLSClient:
             from dtls_lite import state
             self._state_key = state.state_key(psk, self.conn.identity)
             self._server_key = _addr_key(self.server)
-        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        if socket_factory is not None and not callable(socket_factory):
+            raise UsageError("socket_factory must be a function: socket_factory(family) -> socket")
+        self._sock = socket_factory(family) if socket_factory else socket.socket(family, socket.SOCK_DGRAM)
         try:
             if bind is not None:
                 self._sock.bind(resolve(bind[0], bind[1])[1])
