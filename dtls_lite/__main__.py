@@ -1,7 +1,8 @@
-# `python -m dtls_lite ...`: the desktop CLI (dtls_lite/cli.py; CPython only).
-import sys
+# `python -m dtls_lite ...`: the desktop command line (dtls_lite/desktop/, CPython only).
+# Harmless on a device: importing dtls_lite.__main__ runs and imports nothing.
+if __name__ == "__main__":
+    import sys
 
-if __name__ == "__main__":  # importing dtls_lite.__main__ (tests/test_mpy.py does) runs nothing
-    from dtls_lite.cli import main
+    from dtls_lite.desktop.cli import main
 
     sys.exit(main())

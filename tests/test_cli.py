@@ -1,5 +1,6 @@
-"""The desktop CLI (dtls_lite/cli.py) as a user runs it: `python -m dtls_lite` and the
-`dtls-lite` console script as subprocesses against real servers (tests/peers.py).
+"""The desktop CLI (dtls_lite/desktop/) as a user runs it: `python -m dtls_lite`,
+`python -m dtls_lite.desktop` and the `dtls-lite` console script as subprocesses against real
+servers (tests/peers.py).
 
 Covers echo from --send and stdin, cipher names, the state file (continue, --force-resume,
 --close then resume) against pion, the -v trace (retransmission and drops through a small
@@ -19,7 +20,9 @@ import time
 
 import pytest
 
+import dtls_lite
 import peers
+from dtls_lite.desktop import trace
 
 pytestmark = pytest.mark.interop
 
@@ -27,8 +30,9 @@ ROOT = peers.ROOT
 TIMEOUT = 90
 
 
-def cli(*args, input=b"", script=False):
-    """Run the CLI; returns CompletedProcess with bytes stdout and text stderr."""
+def cli(*args, input=b"", script=False, module="dtls_lite"):
+    """Run the CLI (`python -m module`, or the console script); returns CompletedProcess with
+    bytes stdout and text stderr."""
     if script:
         exe = os.path.join(os.path.dirname(sys.executable), "dtls-lite")
         if not os.access(exe, os.X_OK):
@@ -36,7 +40,7 @@ def cli(*args, input=b"", script=False):
                         pytrace=False)
         argv = [exe]
     else:
-        argv = [sys.executable, "-m", "dtls_lite"]
+        argv = [sys.executable, "-m", module]
     env = dict(os.environ)
     env.pop("SSLKEYLOGFILE", None)
     p = subprocess.run(argv + [str(a) for a in args], cwd=ROOT, input=input, capture_output=True,
@@ -69,6 +73,35 @@ def test_openssl_echo_from_send_then_stdin():
         assert p.returncode == 0, p.stderr + srv.output()
         assert p.stdout == b"line one\nline two\n"
         assert "[echo 8 bytes] b'line one'" in srv.output()
+        p = cli(target(srv), "--psk", srv.psk_hex, "--send", "third", module="dtls_lite.desktop")
+        assert p.returncode == 0 and p.stdout == b"third\n", p.stderr + srv.output()
+
+
+def test_version_and_help_from_each_entry_point():
+    for kw in ({}, {"module": "dtls_lite.desktop"}, {"script": True}):
+        p = cli("--version", **kw)
+        assert p.returncode == 0 and p.stdout.strip() == b"dtls-lite " + \
+            dtls_lite.__version__.encode(), (kw, p.stderr)
+        p = cli("--help", **kw)
+        assert p.returncode == 0 and p.stdout.startswith(b"usage: dtls-lite"), kw
+        assert b"130  interrupted (Ctrl-C)" in p.stdout
+
+
+def test_trace_describes_records_from_bytes_and_memoryview():
+    # recv_into() hands the tracer a memoryview of the client's buffer, send() bytes
+    hello = bytes([22, 0xFE, 0xFD, 0, 0]) + bytes(6) + bytes([0, 14]) + \
+        bytes([1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0xFE, 0xFD])
+    alert = bytes([21, 0xFE, 0xFD, 0, 0]) + bytes(6) + bytes([0, 2, 2, 40])
+    app = bytes([23, 0xFE, 0xFD, 0, 1]) + bytes(6) + bytes([0, 3]) + b"abc"
+    d = hello + alert + app
+    want = ["ClientHello #0 (2 B)", "Alert fatal handshake_failure",
+            "ApplicationData (epoch 1, protected 3 B)"]
+    assert trace.describe_datagram(d) == want
+    buf = bytearray(2048)
+    buf[:len(d)] = d
+    assert trace.describe_datagram(memoryview(buf)[:len(d)]) == want
+    assert trace.describe_datagram(d[:5]) == ["truncated record header (5 B)"]
+    assert trace.describe_datagram(b"\x17\x03\x03" + bytes(10)) == ["not a DTLS record (13 B)"]
 
 
 @pytest.mark.parametrize("name,suite", [("CCM8", "TLS_PSK_WITH_AES_128_CCM_8"),

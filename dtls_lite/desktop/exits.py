@@ -1,0 +1,63 @@
+# The `dtls-lite` exit status: the codes, their help text, and the one mapping from an exception
+# of a run to (code, one-line message). Never prints; cli.main() does.
+from dtls_lite.errors import (AlertReceived, ConnectionClosed, HandshakeTimeout, ProtocolError,
+                              UsageError, alert_name)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_HANDSHAKE = 3
+EXIT_ALERT = 4
+EXIT_NO_REPLY = 5
+EXIT_UNREACHABLE = 6
+EXIT_STATE = 7
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = """exit codes:
+  0    done: every record was sent and (unless --reply-ms 0) answered
+  1    internal error (a bug: -v shows the traceback)
+  2    usage error: bad argument, unreadable --psk-file, line too long for one record
+  3    handshake failed: no answer after the retransmissions, or --handshake-timeout-ms
+  4    the server sent a fatal alert (e.g. wrong PSK or identity), broke the protocol,
+       or closed the connection (close_notify) before answering
+  5    no reply to a record within --reply-ms (the rest of the input is not sent)
+  6    network error: server unreachable (ICMP port unreachable), name not resolved,
+       --bind address not available
+  7    the --state file could not be read or written
+  130  interrupted (Ctrl-C)"""
+
+
+class CliError(Exception):
+    """A failure with its exit code and a one-line message."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class StateFileError(OSError):
+    """The --state file failed (an OSError, so the adapter treats it as any store failure)."""
+
+
+def error_code(e):
+    """(exit code, message) of an exception from a run."""
+    if isinstance(e, CliError):
+        return e.code, str(e)
+    if isinstance(e, StateFileError):
+        return EXIT_STATE, e.strerror if isinstance(e.strerror, str) else str(e)
+    if isinstance(e, HandshakeTimeout):
+        return EXIT_HANDSHAKE, "handshake failed: %s" % e
+    if isinstance(e, AlertReceived):
+        return EXIT_ALERT, "%s" % e
+    if isinstance(e, ProtocolError):
+        return EXIT_ALERT, "protocol error (we sent alert %s): %s" % (alert_name(e.alert), e)
+    if isinstance(e, ConnectionClosed):
+        return EXIT_ALERT, "connection closed: %s" % e
+    if isinstance(e, UsageError):
+        msg = str(e)
+        if msg.startswith("cannot resolve"):
+            return EXIT_UNREACHABLE, msg
+        return EXIT_USAGE, msg
+    if isinstance(e, OSError):
+        return EXIT_UNREACHABLE, "network error: %s" % (e.strerror or e)
+    return EXIT_INTERNAL, "internal error: %s: %s (run with -v for the traceback)" % (type(e).__name__, e)
