@@ -8,7 +8,7 @@
 #     make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/my_manifest.py
 #
 # Options (keyword arguments of include()):
-#   node=None     the library only (dtls_lite/, without the desktop command line)
+#   node=None     the library only (the top-level dtls_lite/*.py; not dtls_lite/desktop/)
 #   node="esp32"  also ports/node.py and the ESP32 port's modules; main.py and config.py stay
 #                 on the filesystem (the firmware runs main.py from there; tools/deploy.py
 #                 --target esp32 copies them)
@@ -23,11 +23,12 @@ metadata(  # noqa: F821
     version="0.2.0",
 )
 
-_DESKTOP_ONLY = ("__main__.py", "cli.py")  # the `dtls-lite` command line (CPython)
+# The device package: the top-level dtls_lite/*.py modules. The desktop command line is the
+# subpackage dtls_lite/desktop/, so it is never frozen (package() without files= would take it).
 package(  # noqa: F821
     "dtls_lite",
     files=sorted(f for f in os.listdir("dtls_lite")
-                 if f.endswith(".py") and f not in _DESKTOP_ONLY),
+                 if f.endswith(".py") and os.path.isfile(os.path.join("dtls_lite", f))),
 )
 
 _NODE_MODULES = {

@@ -7,7 +7,8 @@
   vanished server are survived and the state that is safe is kept.
 - tools/deploy.py: the _mpy decoding, the mpy-cross choice, the plan (skip, shadowing .py,
   stale files, config.py kept), and a --dry-run build whose .mpy set imports on its own.
-- manifest.py and package.json list exactly what deploy.py ships.
+- manifest.py and package.json list exactly what deploy.py ships: the top-level dtls_lite/*.py
+  (the desktop command line, dtls_lite/desktop/, is a subpackage and never ships).
 The portable half (fake machine/network, failure policy) is tests/portable/test_ports_node.py;
 the emulated board (mpremote over a pty, deploy.py for real) is tests/test_emulated_board.py.
 """
@@ -219,7 +220,7 @@ def test_dry_run_build_is_self_contained(target, tmp_path):
     shipped = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out)
                      for f in fs)
     assert shipped == sorted(dest for dest, _, _ in deploy.shipped_sources(target))
-    assert "dtls_lite/cli.mpy" not in shipped and "main.py" in shipped
+    assert not [f for f in shipped if f.startswith("dtls_lite/desktop")] and "main.py" in shipped
     # Only the shipped tree on sys.path: everything the node needs is there (the ESP32 modules
     # stop at `import network`, which this port lacks).
     script = ("import sys\nsys.path[:] = ['']\nimport node, rtcstore, dtls_lite.client, "
@@ -280,6 +281,15 @@ class _ManifestAPI:
         finally:
             os.chdir(prev)
         return self
+
+
+def test_device_package_is_the_top_level_modules():
+    # Named, not filtered: every dtls_lite/*.py ships, the desktop subpackage never does.
+    top = sorted(n for n in os.listdir(os.path.join(ROOT, "dtls_lite")) if n.endswith(".py"))
+    assert deploy.device_modules() == top and "client.py" in top and "__init__.py" in top
+    lib = [src for _, src, _ in deploy.shipped_sources("esp32") if src.startswith("dtls_lite/")]
+    assert lib == ["dtls_lite/" + n for n in top]
+    assert os.path.isfile(os.path.join(ROOT, "dtls_lite", "desktop", "cli.py"))
 
 
 @pytest.mark.parametrize("node_option", [None, "esp32", "unix"])

@@ -55,8 +55,6 @@ PORT_FILES = {
              ("unixboard.mpy", "ports/unix/unixboard.py", True),
              ("rtcstore.mpy", "ports/esp32/rtcstore.py", True)],
 }
-# Desktop-only modules of the package (the `dtls-lite` command line): never shipped to a board.
-DESKTOP_ONLY = ("__main__.py", "cli.py")
 PLATFORMS = {"esp32": "esp32", "unix": "linux"}  # sys.platform the target expects
 
 # Runs on the board: prints one line "DEPLOY-INFO (mpy, platform, {path: sha256 hex}, manifest)".
@@ -173,21 +171,37 @@ def mpy_cross_argv(version, sub, arch):
     return argv
 
 
+def device_modules(root=ROOT):
+    """File names of the device package, sorted: every top-level dtls_lite/*.py. The desktop
+    command line is the subpackage dtls_lite/desktop/, so it is never among them; manifest.py
+    and package.json name the same modules (tests/test_ports.py compares)."""
+    lib = os.path.join(root, "dtls_lite")
+    return sorted(n for n in os.listdir(lib)
+                  if n.endswith(".py") and os.path.isfile(os.path.join(lib, n)))
+
+
 def shipped_sources(target):
     """[(board path, source path relative to the repo, compiled?)] of what a deploy ships
-    (without config.py); tools/footprint.py measures the same list."""
-    lib = os.path.join(ROOT, "dtls_lite")
-    entries = [("dtls_lite/%s.mpy" % n[:-3], "dtls_lite/" + n, True)
-               for n in sorted(os.listdir(lib)) if n.endswith(".py") and n not in DESKTOP_ONLY]
+    (without config.py)."""
+    entries = [("dtls_lite/%s.mpy" % n[:-3], "dtls_lite/" + n, True) for n in device_modules()]
     return entries + PORT_FILES[target]
 
 
-def package_json_text(version="0.2.0"):
-    """package.json for `mpremote mip install` (the library, as .py): regenerate it with
+def package_version():
+    """dtls_lite.__version__, read from dtls_lite/__init__.py without importing it."""
+    with open(os.path.join(ROOT, "dtls_lite", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return ast.literal_eval(line.split("=", 1)[1].strip())
+    raise DeployError("no __version__ in dtls_lite/__init__.py")
+
+
+def package_json_text():
+    """package.json for `mpremote mip install` (the device package, as .py): regenerate it with
     `tools/deploy.py --write-package-json` when dtls_lite/ gains or loses a module."""
-    lib = [src for _, src, _ in shipped_sources("esp32") if src.startswith("dtls_lite/")]
-    urls = ",\n".join('    ["%s", "%s"]' % (s, s) for s in lib)
-    return '{\n  "urls": [\n%s\n  ],\n  "deps": [],\n  "version": "%s"\n}\n' % (urls, version)
+    urls = ",\n".join('    ["dtls_lite/%s", "dtls_lite/%s"]' % (n, n) for n in device_modules())
+    return ('{\n  "urls": [\n%s\n  ],\n  "deps": [],\n  "version": "%s"\n}\n'
+            % (urls, package_version()))
 
 
 def build(target, config, argv_prefix, out_dir, opt=None):
