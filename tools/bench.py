@@ -1,4 +1,4 @@
-"""dtls-lite benchmarks: CPython in-process, MicroPython through tools/bench_mp.py.
+"""dtls-lite benchmarks: CPython in-process, MicroPython through tools/workers/bench_crypto.py.
 
 Run from the repo root: `python tools/bench.py [--only crypto] [--json PATH]`.
 Each section is one function returning a dict; printing and the JSON file are shared.
@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -20,18 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
+import benchkit  # noqa: E402
 from dtls_lite import crypto  # noqa: E402
 
 # Targets for the MicroPython unix port on the development machine.
 TARGET_SEAL_100_US = 20.0
 TARGET_SEAL_100_ALLOC = 2048
-
-
-def find_micropython():
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if os.access(here, os.X_OK):
-        return here
-    return shutil.which("micropython")
 
 
 def per_op_us(fn, n, repeats=5):
@@ -48,14 +41,14 @@ def per_op_us(fn, n, repeats=5):
 
 
 def run_micropython(args, sections):
-    """Runs tools/bench_mp.py; returns its sections, or {"error": ...}."""
-    mp = args.micropython or find_micropython()
+    """Runs tools/workers/bench_crypto.py; returns its sections, or {"error": ...}."""
+    mp = args.micropython or benchkit.find_micropython()
     if not mp:
         return {"error": "micropython not found"}
     cmd = [mp]
     if args.mp_heapsize:
         cmd += ["-X", "heapsize=" + args.mp_heapsize]
-    cmd += [os.path.join(ROOT, "tools", "bench_mp.py"), ROOT, ",".join(sections),
+    cmd += [benchkit.worker("bench_crypto"), ROOT, ",".join(sections),
             str(args.scale)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     lines = proc.stdout.strip().splitlines()
@@ -163,136 +156,13 @@ def print_handshake(r):
     show(r)
 
 
-# --- section: reassembly ---
-# One script for both runtimes (run as a subprocess of each): the server's ServerKeyExchange,
-# made 1, 2 or 4 KB long by its PSK identity hint, reaches the client in 1-byte or 64-byte
-# fragments, packed into datagrams of at most ~1.3 KB, in order or in reverse order. Measured:
-# microseconds per fragment through Connection.receive() (records, window, buffer, delivery)
-# and through reassembly.Reassembly alone. Linear reassembly = a flat per-fragment cost as the
-# number of fragments grows from 1,024 to 4,096.
-
-_REASSEMBLY_SCRIPT = r"""
-import gc, json, sys
-sys.path[:0] = [sys.argv[1] + "/tests/portable", sys.argv[1]]
-try:
-    from time import ticks_diff, ticks_us
-except ImportError:
-    from time import perf_counter_ns
-    def ticks_us():
-        return perf_counter_ns() // 1000
-    def ticks_diff(a, b):
-        return a - b
-from dtls_lite import connection as cn
-from dtls_lite import handshake as hs
-from dtls_lite import reassembly
-from fakeserver import IDENTITY, PSK, FakeServer, Rng
-
-REPEATS = int(sys.argv[2])
-
-
-def ske_fragments(size, frag):
-    # the client after the ServerHello, and the 12-byte-header fragments of a size-byte SKE
-    c = cn.Connection(IDENTITY, PSK, rng=Rng(3), max_handshake_size=8192)
-    srv = FakeServer(cookie=None, hint=b"h" * (size - 2))
-    c.connect(0)
-    flight = srv.handle(c.datagrams_to_send()[0])
-    c.receive(flight[0], 1)
-    msg = srv.flight[1][2]
-    t, length, mseq = msg[0], size, (msg[4] << 8) | msg[5]
-    out = []
-    for off in range(0, size, frag):
-        body = msg[12 + off:12 + off + frag]
-        out.append(hs.push_header(t, length, mseq, off, len(body)) + body)
-    return c, srv, out
-
-
-def best(xs):
-    # the minimum: on a shared machine every disturbance only adds time
-    return min(xs)
-
-
-try:
-    from micropython import mem_total
-except ImportError:
-    mem_total = None
-
-
-def via_connection(size, frag, reverse):
-    runs = []
-    for _ in range(REPEATS):
-        c, srv, frags = ske_fragments(size, frag)
-        if reverse:
-            frags = frags[::-1]
-        per = max(1, 1300 // len(frags[0]))
-        datagrams = [srv.write0.protect(22, b"".join(frags[i:i + per])) for i in range(0, len(frags), per)]
-        gc.collect()
-        t = ticks_us()
-        for d in datagrams:
-            c.receive(d, 2)
-        runs.append(ticks_diff(ticks_us(), t) / len(frags))
-        assert c.state == cn.ST_WAIT_SERVER_HELLO_DONE, c.state
-    return best(runs)
-
-
-def alone(size, frag, reverse):
-    runs = []
-    for _ in range(REPEATS):
-        _, _, frags = ske_fragments(size, frag)
-        if reverse:
-            frags = frags[::-1]
-        n = len(frags)
-        mseq = hs.pull_header(frags[0], 0)[2]
-        blob = memoryview(b"".join(frags))  # one object: 4,096 live ones would slow each GC
-        frags = None
-        r = reassembly.Reassembly()
-        gc.collect()
-        a = mem_total() if mem_total else 0
-        t = ticks_us()
-        off = 0
-        for _ in range(n):
-            f = hs.pull_header(blob, off)
-            end = off + 12 + f[4]
-            r.add(f, blob[off:end], 0, 8192)
-            off = end
-        got = r.pop(mseq)
-        runs.append(ticks_diff(ticks_us(), t) / n)
-        if mem_total:
-            key = "%s_%dB_from_%dB_alloc_bytes_per_fragment" % (
-                "reverse" if reverse else "in_order", size, frag)
-            ALLOC[key] = (mem_total() - a) / n
-        assert got is not None and len(got[0]) == size + 12
-    return best(runs)
-
-
-ALLOC = {}
-
-
-if sys.implementation.name == "micropython":
-    # touch every page of the heap once: first-touch page faults of the unix port's heap
-    # would otherwise be charged to whichever run first reaches new memory
-    junk = []
-    try:
-        while True:
-            junk.append(bytearray(32768))
-    except MemoryError:
-        junk = None
-    gc.collect()
-out = {"runtime": sys.implementation.name}
-for name, fn in (("connection", via_connection), ("reassembly", alone)):
-    res = {}
-    for order in ("in_order", "reverse"):
-        for size, frag in ((1024, 1), (2048, 1), (4096, 1), (4096, 64)):
-            res["%s_%dB_from_%dB_us_per_fragment" % (order, size, frag)] = fn(size, frag, order == "reverse")
-    out[name] = res
-if ALLOC:
-    out["reassembly_alloc"] = ALLOC
-print(json.dumps(out))
-"""
-
+# --- section: reassembly (tools/workers/bench_reassembly.py on both runtimes) ---
+# A 1-4 KB handshake message from 1-byte and 64-byte fragments: linear reassembly = a flat
+# per-fragment cost as the number of fragments grows from 1,024 to 4,096.
 
 def _run_reassembly(cmd, repeats):
-    proc = subprocess.run(cmd + ["-c", _REASSEMBLY_SCRIPT, ROOT, str(repeats)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(cmd + [benchkit.worker("bench_reassembly"), str(repeats)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode or not lines:
         return {"error": (proc.stderr or proc.stdout).strip()[-2000:]}
@@ -302,7 +172,7 @@ def _run_reassembly(cmd, repeats):
 def bench_reassembly(args):
     repeats = 2 * args.scale + 1
     result = {"cpython": _run_reassembly([sys.executable], repeats)}
-    mp = args.micropython or find_micropython()
+    mp = args.micropython or benchkit.find_micropython()
     if not mp:
         result["micropython"] = {"error": "micropython not found"}
     else:

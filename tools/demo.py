@@ -23,9 +23,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-import cid_front  # noqa: E402
+import benchkit  # noqa: E402
+import netem  # noqa: E402
 import peers  # noqa: E402
-from bench import find_micropython  # noqa: E402
 
 WAKE = os.path.join(ROOT, "tools", "wake.py")
 HOME = ("127.0.0.2", 40683)  # the node's usual local address and port
@@ -92,7 +92,7 @@ def totals(rs):
 
 def cid_part(exe, args, tmp):
     """The same node against a server that gives a Connection ID (RFC 9146): Mbed TLS
-    ssl_server2 cid=1 behind tests/cid_front.py (a CID-routing front, as a CID-aware load
+    ssl_server2 cid=1 behind tools/netem.py's relay routing by CID (as a CID-aware load
     balancer); every wake after the first binds a new address and port."""
     state = os.path.join(tmp, "node-cid-state.bin")
     ok = True
@@ -101,7 +101,7 @@ def cid_part(exe, args, tmp):
     print("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes   wall ms")
     with peers.mbedtls_server(cid=True, exchanges=1000, psk_hex=args.psk, identity=args.identity,
                               extra=("cid_val=c1d2e3f4a5b6",)) as srv, \
-            cid_front.CidFront((srv.host, srv.port), cid_len=6) as front:
+            netem.Relay((srv.host, srv.port), cid_len=6) as front:
         results = []
         for i in range(5):
             host = "127.0.0.%d" % (2 + i % 3)
@@ -130,7 +130,7 @@ def main():
     args = ap.parse_args()
     if args.wakes < 1:
         ap.error("--wakes must be at least 1")
-    exe = sys.executable if args.runtime == "cpython" else (find_micropython() or "micropython")
+    exe = sys.executable if args.runtime == "cpython" else (benchkit.find_micropython() or "micropython")
     tmp = tempfile.mkdtemp(prefix="dtls-lite-demo-")
     state = os.path.join(tmp, "node-state.bin")
     ok = True

@@ -1,12 +1,14 @@
-# Shared by the tool scripts that run on both MicroPython and CPython (run_client.py,
-# bench_handshake_worker.py): puts the repo root on sys.path and gives a microsecond clock.
+# The worker side of the tools: imported by the programs that run on MicroPython and CPython
+# alike (tools/wake.py, run_client.py, cid_client.py and tools/workers/bench_*.py). It puts the
+# repo root on sys.path and gives say() and a microsecond clock. The drivers' side (CPython
+# only: starting workers, reading their CPU time) is tools/benchkit.py.
 import sys
 
-_tools = sys.path[0]  # the running script's folder, absolute, on both runtimes
-ROOT = _tools.rsplit("/", 1)[0] if "/" in _tools else ".."
+# this file's folder (tools/); the workers in tools/workers/ put it on sys.path themselves
+_tools = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+ROOT = _tools + "/.."
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
 
 
 def say(line):

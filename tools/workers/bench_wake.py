@@ -2,17 +2,17 @@
 # stdin/stdout, so the parent can read this process's CPU time (schedstat) around exactly the
 # measured work: start-up and imports are not counted. One wake per process, as a node does.
 #
-#   bench_wake_worker.py wake HOST PORT IDENTITY PSK_HEX --state FILE ...  (tools/wake.py args)
+#   workers/bench_wake.py wake HOST PORT IDENTITY PSK_HEX --state FILE ...  (tools/wake.py args)
 #       "ready"; waits for a line; one wake exactly as tools/wake.py does it; its JSON line;
 #       waits for a last line (the parent reads the CPU time meanwhile).
-#   bench_wake_worker.py builtin HOST PORT IDENTITY PSK_HEX TEXT
+#   workers/bench_wake.py builtin HOST PORT IDENTITY PSK_HEX TEXT
 #       the same with MicroPython's built-in `tls` client (C Mbed TLS): a full handshake, one
 #       record out, one reply in, no close_notify (the node goes to sleep).
-#   bench_wake_worker.py handshakes HOST PORT IDENTITY PSK_HEX
+#   workers/bench_wake.py handshakes HOST PORT IDENTITY PSK_HEX
 #       one full handshake to get a session, "ready", then per line "full"|"abbreviated": a
 #       fresh DTLSClient (a new socket and port), "armed", waits for a line, the handshake of
 #       that kind alone (connect(), no store), "done KIND WALL_US"; "end" ends.
-#   bench_wake_worker.py hot DIR N
+#   workers/bench_wake.py hot DIR N
 #       the same-address wake without the network, N times in this process, timed with
 #       ticks_us: load the FileStore, check the blob, decide, restore, seal one record, open the
 #       server's reply (sealed beforehand by a server-side record state), save. "ready", waits,
@@ -20,6 +20,7 @@
 import json
 import sys
 
+sys.path.insert(1, sys.path[0] + "/..")  # tools/: runtime.py, wake.py
 from runtime import say as _say, ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
 
 

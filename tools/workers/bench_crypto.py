@@ -1,5 +1,5 @@
-# Benchmark worker for the MicroPython unix port, launched by tools/bench.py:
-#   micropython tools/bench_mp.py REPO_ROOT SECTION[,SECTION] [SCALE]
+# Crypto benchmark worker for the MicroPython unix port, launched by tools/bench.py:
+#   micropython tools/workers/bench_crypto.py REPO_ROOT SECTION[,SECTION] [SCALE]
 # Prints exactly one JSON line: {"runtime": ..., "sections": {SECTION: {...}}}.
 # Runs under MicroPython only (time.ticks_us, micropython.mem_total); imports from REPO_ROOT.
 import gc

@@ -1,5 +1,6 @@
-# Handshake benchmark worker: runs under MicroPython or CPython, driven over stdin/stdout.
-#   bench_handshake_worker.py HOST IDENTITY PSK_HEX [--no-close] CLIENT:PORT ...
+# Handshake benchmark worker (tools/bench_handshake.py): runs under MicroPython or CPython,
+# driven over stdin/stdout.
+#   workers/bench_handshake.py HOST IDENTITY PSK_HEX [--no-close] CLIENT:PORT ...
 # CLIENT: "dtls-lite" (our client, CCM_8) or "builtin" (MicroPython's tls module, C Mbed TLS).
 # One handshake per CLIENT:PORT, each on its own fresh server, in the order given (so two
 # clients can alternate and meet the same machine conditions).
@@ -12,6 +13,7 @@ import json
 import socket
 import sys
 
+sys.path.insert(1, sys.path[0] + "/..")  # tools/
 from runtime import say as _say, ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
 
 
