@@ -1,20 +1,39 @@
-"""Size of dtls-lite as shipped: compile every .py under dtls_lite/ and ports/ with mpy-cross.
+"""What dtls-lite costs a device: .mpy sizes, the heap each module's import takes, and the
+smallest heap that each kind of wake needs, each figure beside the old one.
 
-Run from the repo root on CPython: `python tools/footprint.py [--json [PATH]] [--frames]
-[--heap [--build-frozen]] [--root TREE]`.
-Prints per-file and total .mpy bytes; `--json` prints (or writes to PATH) the same as JSON.
-`--frames` also lists functions whose frame MicroPython allocates on the heap on every call
-(more than 11 slots of locals + stack + 3 per active try block; see dtls_lite/crypto.py): keep
-them off per-record paths.
-`--heap` also measures the heap that importing each module costs (gc.mem_alloc() after
-gc.collect(), modules imported one by one in dependency order, so each figure is what that
-module adds): from .mpy (-O1) on the 64-bit venv micropython (1.29) and on the 32-bit
-.peers/bin/micropython32 (1.25, with mpy-cross32), and frozen into a 32-bit firmware
-(tools/build_mp32.sh --manifest, the repo's manifest.py with node="unix"): `--frozen PATH`
-names one, `--build-frozen` builds it (~1 s when up to date, ~30 s from nothing). Loaded from
-.mpy, every function's bytecode, its strings and names live on the heap; frozen, they stay in
-the firmware (flash on a board) and only objects made at import (classes, dicts) cost heap.
-`--root TREE` measures another checkout (e.g. an older commit from `git archive`).
+Run from the repo root on CPython (`make footprint` runs `--all`):
+
+    python tools/footprint.py [--heap] [--wakes] [--all] [--build-frozen | --frozen FW]
+                              [--runtimes mpy_32,frozen_32,mpy_64] [--json [PATH]]
+                              [--frames] [--root TREE] [--old TREE | --baseline PATH]
+                              [--save-baseline LABEL]
+
+- Sizes: every .py under dtls_lite/ and ports/ compiled with mpy-cross; the device package is
+  every top-level dtls_lite/*.py (tools/deploy.py's device_modules()); dtls_lite/desktop/ is a
+  subpackage that never ships. `--frames` lists functions whose frame MicroPython allocates on
+  the heap on every call (more than 11 slots of locals + stack + 3 per active try block; see
+  dtls_lite/crypto.py): keep them off per-record paths.
+- `--heap`: the heap each module's import takes (gc.mem_alloc() after gc.collect(), modules
+  imported one by one in dependency order, read from their top-level imports, so each figure is
+  what that module adds; tools/workers/import_heap.py), and the totals for the client, a
+  client with a FileStore, a unix node, everything.
+- `--wakes`: for the client with a FileStore (tools/workers/footprint_wake.py: connect, one
+  request and its reply, suspend), each wake a new MicroPython process against a real pion
+  server on loopback: the smallest `-X heapsize` that still gets the reply, per wake kind
+  (continued: same address, no handshake; abbreviated: a new address and port; full: no saved
+  state), found by bisection in 0.5 KB steps and confirmed by two more runs; and, in one run
+  with ample heap, the heap in use once imported, once connected (the handshake done and its
+  modules dropped) against before connect(), and which dtls_lite modules are loaded then.
+- Runtimes: mpy_32 (.peers/bin/micropython32, the 32-bit 1.25 unix port, an ESP32's object
+  sizes, with mpy-cross32), frozen_32 (the same port with manifest.py frozen in, node="unix":
+  tools/build_mp32.sh --manifest; `--frozen FW` names one, `--build-frozen` builds it, ~1 s
+  when up to date, ~30 s from nothing) and mpy_64 (the venv's 64-bit 1.29). Loaded from .mpy,
+  every function's bytecode, its strings and names live on the heap; frozen, they stay in the
+  firmware (flash on a board) and only objects made at run time cost heap.
+- Old figures: from tools/baseline.json (written by `--save-baseline LABEL`, e.g. after
+  `git archive 876eb97 | tar -x -C /tmp/old` and `--root /tmp/old --all --save-baseline
+  876eb97`), or measured in the same run from `--old TREE`.
+- `--json` prints the report as JSON, `--json PATH` writes it there.
 """
 import argparse
 import ast
@@ -27,21 +46,32 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import benchkit  # noqa: E402
+from deploy import device_modules  # noqa: E402  (the one definition of the device package)
+
 SOURCE_DIRS = ("dtls_lite", "ports")
 MAX_STACK_FRAME_SLOTS = 11  # VM_MAX_STATE_ON_STACK / sizeof(mp_obj_t) in py/objfun.c
-PEERS_BIN = os.path.join(ROOT, ".peers", "bin")
+PEERS_BIN = benchkit.PEERS_BIN
 MP32_DIR = os.path.join(ROOT, ".peers", "mp32")
 FROZEN_FIRMWARE = os.path.join(PEERS_BIN, "micropython32-frozen")
-DESKTOP_ONLY = ("__main__.py", "cli.py")  # as tools/deploy.py: never shipped to a board
 # What a unix-port node ships besides dtls_lite (manifest.py node="unix"), flat as deployed.
 NODE_FILES = ("ports/esp32/rtcstore.py", "ports/node.py", "ports/unix/unixboard.py")
-# What a node wake imports (ports/node.py, the unix board, a store and a session file), in
-# dependency order, so that each module's figure is its own cost; the running total after
-# dtls_lite.client is the client alone. Other modules (dtls_lite.rare, ...) follow, sorted.
-IMPORT_ORDER = ("dtls_lite.compat", "dtls_lite.errors", "dtls_lite.crypto", "dtls_lite.record",
-                "dtls_lite.handshake", "dtls_lite.reassembly", "dtls_lite.connection",
-                "dtls_lite.wake", "dtls_lite.client", "dtls_lite.state", "dtls_lite.store",
-                "rtcstore", "node", "unixboard")
+# Trees from before dtls_lite/desktop/ (e.g. `--root` of 876eb97) kept their desktop command
+# line at the top level: only for them, these files are not the device package.
+_LEGACY_DESKTOP = ("__main__.py", "cli.py")
+# What a wake with a store imports at least (the client loads dtls_lite.state for the store).
+WAKE_ROOTS = ("dtls_lite.client", "dtls_lite.store", "dtls_lite.state")
+NODE_ROOTS = WAKE_ROOTS + ("node", "unixboard", "rtcstore")
+RUNTIMES = ("mpy_32", "frozen_32", "mpy_64")
+TITLES = {"mpy_32": ".mpy 32-bit", "frozen_32": "frozen 32-bit", "mpy_64": ".mpy 64-bit"}
+KINDS = ("continue", "abbreviated", "full")
+HEAP_STEP = 512  # bisection resolution, bytes
+HEAP_LO = 4096  # assumed too small for any wake
+HEAP_HI = {"mpy_32": 256 * 1024, "frozen_32": 256 * 1024, "mpy_64": 512 * 1024}
+CONFIRM_RUNS = 2  # more runs at the smallest heap found; any failure moves it up a step
+PROBE_TIMEOUT_S = 60
 
 
 def find_mpy_cross():
@@ -75,6 +105,14 @@ def compile_all(mpy_cross, build_dir, root=ROOT, opt=None):
         subprocess.run(cmd + [os.path.join(root, rel)], check=True, cwd=root)
         out.append((rel, os.path.getsize(os.path.join(root, rel)), target))
     return out
+
+
+def device_files(root=ROOT):
+    """File names of the device package in root: every top-level dtls_lite/*.py."""
+    names = device_modules(root)
+    if not os.path.isdir(os.path.join(root, "dtls_lite", "desktop")):
+        names = [n for n in names if n not in _LEGACY_DESKTOP]
+    return names
 
 
 # --- .mpy reader (format version 6), just enough to get each function's frame size ---
@@ -174,33 +212,75 @@ def heap_frames(mpy_cross, mpy_path, source_path, tmp):
 
 # --- import heap ---
 
-_HEAP_SCRIPT = """
-import sys, gc
-sys.path[:] = %r
-gc.collect()
-base = gc.mem_alloc()
-for name in %r:
-    try:
-        __import__(name)
-    except ImportError as e:
-        print('missing', name, e)
-        continue
-    gc.collect()
-    print('heap', name, gc.mem_alloc() - base)
-"""
-
-
 def shipped_modules(root=ROOT):
     """[(module name, source path relative to root)] of what a unix-port node ships."""
-    lib = os.path.join(root, "dtls_lite")
-    mods = [("dtls_lite." + n[:-3], "dtls_lite/" + n) for n in sorted(os.listdir(lib))
-            if n.endswith(".py") and n not in DESKTOP_ONLY and n != "__init__.py"]
+    mods = [("dtls_lite." + n[:-3], "dtls_lite/" + n) for n in device_files(root)
+            if n != "__init__.py"]
     return mods + [(os.path.basename(p)[:-3], p) for p in NODE_FILES]
 
 
+def _top_level_imports(path, known):
+    """The modules of `known` that the module at path imports when it is imported (import
+    statements outside functions and classes, also inside module-level if/try)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    found = []
+
+    def add(name):
+        if name in known and name not in found:
+            found.append(name)
+
+    def walk(body):
+        for node in body:
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    add(a.name)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                add(node.module)
+                for a in node.names:
+                    add(node.module + "." + a.name)  # from dtls_lite import record
+            elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+                for field in ("body", "orelse", "finalbody"):
+                    walk(getattr(node, field, []))
+                for h in getattr(node, "handlers", []):
+                    walk(h.body)
+    walk(tree.body)
+    return found
+
+
+def dependencies(root=ROOT):
+    """{module: [modules it imports at import time]} of the shipped modules."""
+    mods = dict(shipped_modules(root))
+    return {m: _top_level_imports(os.path.join(root, src), mods) for m, src in mods.items()}
+
+
 def import_order(root=ROOT):
-    names = [m for m, _ in shipped_modules(root)]
-    return [m for m in IMPORT_ORDER if m in names] + sorted(m for m in names if m not in IMPORT_ORDER)
+    """The shipped modules, each after what it imports: first what a wake with a store needs
+    (WAKE_ROOTS), then the node's modules, then the rest by name."""
+    deps = dependencies(root)
+    order = []
+
+    def visit(m, path=()):
+        if m in order or m in path:
+            return
+        for d in deps.get(m, ()):
+            visit(d, path + (m,))
+        order.append(m)
+
+    for m in [r for r in NODE_ROOTS if r in deps] + sorted(deps):
+        visit(m)
+    return order
+
+
+def closure(names, deps):
+    """names and everything they import at import time."""
+    out, todo = set(), list(names)
+    while todo:
+        m = todo.pop()
+        if m in deps and m not in out:
+            out.add(m)
+            todo += deps[m]
+    return out
 
 
 def compile_shipped(mpy_cross, out_dir, root=ROOT):
@@ -214,19 +294,21 @@ def compile_shipped(mpy_cross, out_dir, root=ROOT):
 
 
 def import_heap(micropython, path, names, cwd):
-    """{module: heap bytes its import adds} with only `path` on sys.path ('.frozen' for the
-    firmware's frozen modules), modules imported in the order of `names`."""
-    p = subprocess.run([micropython, "-c", _HEAP_SCRIPT % (list(path), list(names))], cwd=cwd,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    """({module: heap bytes its import adds}, {module: error}) with only `path` on sys.path
+    ('.frozen' for the firmware's frozen modules), modules imported in the order of `names`."""
+    p = subprocess.run([micropython, benchkit.worker("import_heap"), ":".join(path)] + list(names),
+                       cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     if p.returncode != 0:
         raise RuntimeError("%s failed:\n%s%s" % (micropython, p.stdout, p.stderr))
-    out, prev = {}, 0
+    out, missing, prev = {}, {}, 0
     for line in p.stdout.splitlines():
-        f = line.split()
+        f = line.split(None, 2)
         if f[0] == "heap":
             out[f[1]] = int(f[2]) - prev
             prev = int(f[2])
-    return out
+        elif f[0] == "missing":
+            missing[f[1]] = f[2] if len(f) > 2 else ""
+    return out, missing
 
 
 def build_frozen(root=ROOT, output=None, timeout=900):
@@ -260,37 +342,304 @@ def build_frozen(root=ROOT, output=None, timeout=900):
     return output, seconds, log
 
 
-def heap_report(root=ROOT, frozen=None):
-    """{runtime: {module: bytes}} for the .mpy runtimes found and the frozen firmware."""
-    runtimes = [("mpy_64", os.path.join(os.path.dirname(sys.executable), "micropython"),
-                 find_mpy_cross()),
-                ("mpy_32", os.path.join(PEERS_BIN, "micropython32"),
-                 os.path.join(PEERS_BIN, "mpy-cross32"))]
+# --- runtimes ---
+
+class Runtime:
+    """One MicroPython that runs the library: its binary, the mpy-cross for its .mpy, and
+    the sys.path that finds the library (a compiled tree, or '.frozen')."""
+
+    def __init__(self, key, exe, mpy_cross, frozen):
+        self.key, self.exe, self.mpy_cross, self.frozen = key, exe, mpy_cross, frozen
+        self.lib = None  # set by prepare()
+        self.tools = None
+
+    def prepare(self, root, tmp):
+        """Compile what this runtime loads from files: the library (unless frozen) and the
+        wake worker, into tmp/<key>/."""
+        base = os.path.join(tmp, self.key)
+        self.tools = os.path.join(base, "tools")
+        os.makedirs(self.tools, exist_ok=True)
+        subprocess.run([self.mpy_cross, "-O1", "-s", "footprint_wake.py", "-o",
+                        os.path.join(self.tools, "footprint_wake.mpy"),
+                        benchkit.worker("footprint_wake")], check=True)
+        if self.frozen:
+            self.lib = ".frozen"
+        else:
+            self.lib = os.path.join(base, "lib")
+            compile_shipped(self.mpy_cross, self.lib, root)
+        return self
+
+
+def runtimes(wanted, frozen):
+    """[Runtime] of the wanted keys that are available here; prints what is missing."""
+    venv_mp = os.path.join(os.path.dirname(sys.executable), "micropython")
+    have = {"mpy_64": (venv_mp, find_mpy_cross(), False),
+            "mpy_32": (benchkit.MICROPYTHON32, benchkit.MPY_CROSS32, False),
+            "frozen_32": (frozen, benchkit.MPY_CROSS32, True)}
+    out = []
+    for key in wanted:
+        exe, xc, is_frozen = have[key]
+        if not (exe and os.access(exe, os.X_OK) and os.access(xc, os.X_OK)):
+            print("footprint: no %s figures: %s or %s missing (`make peers` builds the 32-bit"
+                  " ones; --build-frozen the frozen firmware)" % (key, exe, xc), file=sys.stderr)
+            continue
+        out.append(Runtime(key, exe, xc, is_frozen))
+    return out
+
+
+def heap_report(root=ROOT, frozen=None, wanted=RUNTIMES, rts=None, tmp=None):
+    """{runtime: {module: bytes}} and {runtime: {module: error}} of the import heap."""
     names = import_order(root)
+    report, missing = {}, {}
+    with tempfile.TemporaryDirectory() as own:
+        tmp = tmp or own
+        for rt in rts or [r.prepare(root, tmp) for r in runtimes(wanted, frozen)]:
+            report[rt.key], missing[rt.key] = import_heap(rt.exe, [rt.lib], names, tmp)
+    return report, missing
+
+
+# --- wakes ---
+
+class Probe:
+    """Runs footprint_wake on one runtime against one server, a state file of its own."""
+
+    def __init__(self, rt, srv, tmp, kind):
+        self.rt, self.srv, self.kind = rt, srv, kind
+        self.cwd = os.path.join(tmp, "%s-%s" % (rt.key, kind))
+        os.makedirs(self.cwd, exist_ok=True)
+        self.state = os.path.join(self.cwd, "state.bin")
+        self.home = None
+        self.n = 0
+        self.runs = 0
+
+    def _bind(self):
+        import peers
+        self.n += 1
+        host = "127.0.0.%d" % (2 + self.n % 4)  # new address and port: an address change
+        return host, peers.free_udp_port(host)
+
+    def run(self, heap, bind, measure=False):
+        """(action, replied, output) of one wake in `heap` bytes."""
+        env = dict(os.environ, MICROPYPATH="%s:%s" % (self.rt.lib, self.rt.tools))
+        argv = [self.rt.exe, "-X", "heapsize=%d" % heap, "-m", "footprint_wake", self.srv.host,
+                str(self.srv.port), self.srv.identity, self.srv.psk_hex, self.state, bind[0],
+                str(bind[1])] + (["measure"] if measure else [])
+        self.runs += 1
+        try:
+            p = subprocess.run(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired as e:
+            return None, False, "timeout after %d s: %s" % (PROBE_TIMEOUT_S, e.stdout)
+        out = p.stdout + p.stderr
+        last = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("wake ")]
+        if p.returncode != 0 or not last or len(last[-1]) != 3:
+            return None, False, out
+        return last[-1][1], last[-1][2] == "1", out
+
+    def prepare(self):
+        """Set up the state this kind of wake starts from (ample heap), and the bind address
+        of the wake: continue: a connection saved at home, wake at home; abbreviated: a
+        session saved, wake at a new address and port; full: nothing saved."""
+        if self.kind == "full":
+            if os.path.exists(self.state):
+                os.remove(self.state)
+            return self._bind()
+        if self.kind == "continue":
+            if self.home is None:
+                self.home = self._bind()
+            bind = self.home
+        else:
+            bind = self._bind()
+        action, replied, out = self.run(HEAP_HI[self.rt.key], bind)
+        if not replied:
+            raise RuntimeError("%s: a wake with ample heap failed:\n%s" % (self.rt.key, out[-2000:]))
+        return bind if self.kind == "continue" else self._bind()
+
+    def works(self, heap):
+        """(True if a wake of this kind in `heap` bytes got its reply, output)."""
+        bind = self.prepare()
+        action, replied, out = self.run(heap, bind)
+        return replied and action == self.kind, out
+
+
+def _why(out):
+    """The last line of a failed run's output (MemoryError: ...), for the report."""
+    lines = [ln.strip() for ln in out.strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def smallest_heap(probe):
+    """The smallest heap (a multiple of HEAP_STEP) in which the wake got its reply, confirmed
+    by CONFIRM_RUNS more runs; with the failure seen one step below."""
+    hi = HEAP_HI[probe.rt.key]
+    ok, out = probe.works(hi)
+    if not ok:
+        return {"error": "no reply even with %d B of heap: %s" % (hi, _why(out))}
+    lo = HEAP_LO
+    below = None
+    for _ in range(40):  # bounded: log2(HEAP_HI / HEAP_STEP) < 12
+        if hi - lo <= HEAP_STEP:
+            break
+        mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
+        ok, out = probe.works(mid)
+        if ok:
+            hi = mid
+        else:
+            lo, below = mid, _why(out)
+    for _ in range(20):  # confirm; a failure (fragmentation) moves it up a step
+        fails = [out for ok, out in (probe.works(hi) for _ in range(CONFIRM_RUNS)) if not ok]
+        if not fails:
+            break
+        below = _why(fails[0])
+        hi += HEAP_STEP
+    return {"bytes": hi, "kb": hi / 1024.0, "failure_below": below, "runs": probe.runs}
+
+
+def measure_heap(probe):
+    """Heap in use at each step of one wake with ample heap (footprint_wake's measure mode)."""
+    bind = probe.prepare()
+    action, replied, out = probe.run(HEAP_HI[probe.rt.key], bind, measure=True)
+    res = {"action": action, "replied": replied}
+    for ln in out.splitlines():
+        f = ln.split()
+        if f and f[0] == "heap" and len(f) == 6:
+            start, imported, client, connected, done = [int(x) for x in f[1:]]
+            res.update(imported=imported - start, before_connect=client - start,
+                       connected=connected - start, after_reply=done - start,
+                       left_by_connect=connected - client)
+        elif f and f[0] == "modules":
+            res["modules_connected"] = f[1].split(",") if len(f) > 1 else []
+    if "connected" not in res:
+        res["error"] = _why(out)
+    return res
+
+
+def wake_report(rts, tmp):
+    """{runtime: {kind: {smallest heap..., heap...}}} against a fresh pion per runtime and kind."""
+    import peers
     report = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, mp, xc in runtimes:
-            if not (os.access(mp, os.X_OK) and os.access(xc, os.X_OK)):
-                print("footprint: %s or %s missing: no %s figures" % (mp, xc, key), file=sys.stderr)
-                continue
-            tree = os.path.join(tmp, key)
-            compile_shipped(xc, tree, root)
-            report[key] = import_heap(mp, [tree], names, tmp)
-        if frozen:
-            report["frozen_32"] = import_heap(frozen, [".frozen"], names, tmp)
+    for rt in rts:
+        for kind in KINDS:
+            with peers.pion_server() as srv:
+                probe = Probe(rt, srv, tmp, kind)
+                entry = smallest_heap(probe)
+                entry["heap"] = measure_heap(probe)
+            report.setdefault(rt.key, {})[kind] = entry
+            print("footprint: %s %s wake: %s" % (rt.key, kind, "%.1f KB" % entry["kb"] if "kb" in entry
+                                                  else entry.get("error")), file=sys.stderr)
     return report
 
 
-_HEAP_COLUMNS = (("mpy_64", ".mpy 64-bit"), ("mpy_32", ".mpy 32-bit"), ("frozen_32", "frozen 32-bit"))
+# --- old figures, targets, printing ---
+
+# Issue 13's targets for the 32-bit .mpy client with a FileStore (smallest heap, bytes).
+TARGETS = (("continue", 44 * 1024, "continued wake, 32-bit .mpy (stretch 32 KB)"),
+           ("full", 64 * 1024, "full-handshake wake, 32-bit .mpy"))
+_COMPARABLE = ("device_mpy_bytes", "import_heap", "import_heap_totals", "wakes")
 
 
-def _heap_totals(heap, names):
-    """Running totals: the client alone, a node wake's modules, everything shipped."""
-    client = names[:names.index("dtls_lite.client") + 1] if "dtls_lite.client" in names else []
-    wake = [m for m in names if m in IMPORT_ORDER]
-    return {"client": sum(heap.get(m, 0) for m in client),
-            "node_wake": sum(heap.get(m, 0) for m in wake),
-            "all": sum(heap.values())}
+def comparable(report):
+    """The figures of a report that a later one prints its own beside."""
+    return {k: report[k] for k in _COMPARABLE if k in report}
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _kb(v):
+    return "-" if v is None else "%.1f" % (v / 1024.0)
+
+
+def _pair(new, old, width=15, had_old=False):
+    """'new (old)' in KB; 'new (-)' when the old tree had no such figure (had_old)."""
+    text = _kb(new) + (" (-)" if old is None and had_old else "" if old is None else " (%s)" % _kb(old))
+    return "%*s" % (width, text)
+
+
+def targets(report, old):
+    out = []
+    for kind, limit, name in TARGETS:
+        v = _get(report, "wakes", "mpy_32", kind, "bytes")
+        if v is None:
+            continue
+        o = _get(old, "wakes", "mpy_32", kind, "bytes")
+        out.append(benchkit.target("smallest heap, " + name, round(v / 1024.0, 1),
+                                   limit / 1024.0, v <= limit, "bisection, confirmed",
+                                   old=None if o is None else round(o / 1024.0, 1), unit=" KB"))
+    return out
+
+
+def print_report(report, old, old_label):
+    files = report["files"]
+    print("%-36s %9s %9s  %s" % ("file", ".py B", ".mpy B", "device"))
+    for rel, f in files.items():
+        print("%-36s %9d %9d  %s" % (rel, f["py_bytes"], f["mpy_bytes"], "yes" if f["device"] else ""))
+        for h in f.get("heap_frames", ()):
+            print("    heap frame: " + h)
+    print("%-36s %9d %9d" % ("total", report["total_py_bytes"], report["total_mpy_bytes"]))
+    o = _get(old, "device_mpy_bytes")
+    print("%-36s %9s %9d%s" % ("device package dtls_lite/*.py", "", report["device_mpy_bytes"],
+                                "" if o is None else "  (old %d)" % o))
+    note = " (old: %s, in parentheses)" % old_label if old else ""
+    if "import_heap" in report:
+        heap = report["import_heap"]
+        cols = [k for k in RUNTIMES if k in heap]
+        print("\nimport heap per module, KB: gc.mem_alloc() after each import, in this order%s" % note)
+        print("%-26s" % "module" + "".join("%18s" % TITLES[k] for k in cols))
+        names = list(report["import_order"])
+        names += [m for k in cols for m in _get(old, "import_heap", k) or {} if m not in names]
+        for m in dict.fromkeys(names):
+            print("%-26s" % m + "".join(_pair(heap[k].get(m), _get(old, "import_heap", k, m), 18,
+                                              _get(old, "import_heap", k) is not None) for k in cols))
+        for what, title in (("client", "= dtls_lite.client"), ("wake", "= client+FileStore"),
+                            ("node", "= unix node"), ("all", "= all shipped")):
+            print("%-26s" % title + "".join(
+                _pair(report["import_heap_totals"][k][what],
+                      _get(old, "import_heap_totals", k, what), 18) for k in cols))
+        for k, miss in report.get("import_missing", {}).items():
+            for m, err in miss.items():
+                print("  %s: %s did not import: %s" % (k, m, err))
+        if report.get("frozen_firmware"):
+            print("frozen firmware: %s%s" % (report["frozen_firmware"],
+                  " (built in %.1f s)" % report["frozen_build_s"] if "frozen_build_s" in report else ""))
+    if "wakes" in report:
+        wakes = report["wakes"]
+        cols = [k for k in RUNTIMES if k in wakes]
+        print("\nsmallest heap per wake, KB: the client with a FileStore, each wake a new process"
+              " against pion on loopback%s" % note)
+        print("%-14s" % "wake" + "".join("%18s" % TITLES[k] for k in cols))
+        for kind in KINDS:
+            print("%-14s" % kind + "".join(
+                _pair(_get(wakes, k, kind, "bytes"), _get(old, "wakes", k, kind, "bytes"), 18)
+                for k in cols))
+        for k in cols:
+            for kind in KINDS:
+                e = wakes[k][kind]
+                if "error" in e:
+                    print("  %s %s: %s" % (k, kind, e["error"]))
+                elif e.get("failure_below"):
+                    print("  %s %s: one step below: %s" % (k, kind, e["failure_below"]))
+        print("\nheap in use during one wake (ample heap), KB: after the imports, before connect(),"
+              " once connected, what connect() left, after the reply%s" % note)
+        print("%-14s %-12s %14s %14s %14s %14s %14s  %s" % (
+            "runtime", "wake", "imported", "before", "connected", "left", "after reply",
+            "dtls_lite modules once connected"))
+        for k in cols:
+            for kind in KINDS:
+                h = wakes[k][kind].get("heap", {})
+                oh = _get(old, "wakes", k, kind, "heap") or {}
+                mods = [m.replace("dtls_lite.", "") for m in h.get("modules_connected", [])]
+                print("%-14s %-12s" % (TITLES[k], kind) + "".join(
+                    _pair(h.get(f), oh.get(f), 15) for f in
+                    ("imported", "before_connect", "connected", "left_by_connect", "after_reply"))
+                    + "  " + (",".join(mods) if mods else h.get("error", "")))
+    for t in report.get("targets", ()):
+        print(benchkit.target_line(t))
 
 
 def main(argv=None):
@@ -298,76 +647,113 @@ def main(argv=None):
     ap.add_argument("--json", nargs="?", const="-", metavar="PATH",
                     help="print JSON (or write it to PATH)")
     ap.add_argument("--frames", action="store_true", help="list heap-allocated frames")
-    ap.add_argument("-O", dest="opt", type=int, help="mpy-cross optimisation level")
-    ap.add_argument("--build-dir", help="keep the .mpy files here (default: a temp dir)")
-    ap.add_argument("--heap", action="store_true",
-                    help="measure the import heap per module (.mpy on both MicroPythons, frozen)")
+    ap.add_argument("-O", dest="opt", type=int, help="mpy-cross optimisation level (sizes)")
+    ap.add_argument("--build-dir", help="keep the .mpy files of the size table here")
+    ap.add_argument("--heap", action="store_true", help="the import heap of each module")
+    ap.add_argument("--wakes", action="store_true",
+                    help="the smallest heap per wake kind, and the heap during a wake")
+    ap.add_argument("--all", action="store_true", help="--heap --wakes --build-frozen")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
+                    help="comma-separated, of %s" % ", ".join(RUNTIMES))
     ap.add_argument("--frozen", metavar="FIRMWARE",
-                    help="frozen 32-bit firmware for --heap (default: %s if present)"
+                    help="frozen 32-bit firmware (default: %s if present)"
                     % os.path.relpath(FROZEN_FIRMWARE, ROOT))
     ap.add_argument("--build-frozen", action="store_true",
-                    help="build the frozen firmware first (tools/build_mp32.sh --manifest)")
+                    help="build the frozen firmware of --root first (tools/build_mp32.sh --manifest)")
     ap.add_argument("--root", default=ROOT, help="source tree to measure (default: this one)")
+    ap.add_argument("--old", metavar="TREE", help="measure this older tree too, for the old figures")
+    ap.add_argument("--baseline", default=benchkit.BASELINE,
+                    help="old figures (default: tools/baseline.json); --baseline '' for none")
+    ap.add_argument("--save-baseline", metavar="LABEL",
+                    help="write this run's figures to --baseline as the old ones, labelled")
     args = ap.parse_args(argv)
-    root = os.path.abspath(args.root)
+    if args.all:
+        args.heap = args.wakes = args.build_frozen = True
+    wanted = [k for k in args.runtimes.split(",") if k]
+    for k in wanted:
+        if k not in RUNTIMES:
+            ap.error("unknown runtime %r" % k)
+    report = measure(os.path.abspath(args.root), args, wanted, args.frozen)
+    if args.old:
+        old = comparable(measure(os.path.abspath(args.old), args, wanted, None))
+        old_label = args.old
+    else:
+        base = benchkit.baseline() if args.baseline == benchkit.BASELINE else (
+            json.load(open(args.baseline)) if args.baseline else {})
+        old, old_label = base.get("footprint", {}), base.get("footprint_commit")
+    report["old"] = {"label": old_label, "figures": old}
+    report["targets"] = targets(report, old)
+    if args.save_baseline:
+        path = args.baseline or benchkit.BASELINE
+        try:
+            with open(path) as f:
+                base = json.load(f)
+        except (OSError, ValueError):
+            base = {}
+        base["footprint_commit"] = args.save_baseline
+        base["footprint"] = comparable(report)
+        with open(path, "w") as f:
+            json.dump(base, f, indent=2, sort_keys=True)
+            f.write("\n")
+        print("footprint: saved as the old figures (%s) in %s" % (args.save_baseline, path),
+              file=sys.stderr)
+    if args.json == "-":
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return report
+    print_report(report, old, old_label)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+        print("wrote " + args.json)
+    return report
 
+
+def measure(root, args, wanted, frozen):
+    """The report of one tree: sizes, and with args.heap / args.wakes the heap figures."""
     mpy_cross = find_mpy_cross()
+    device = set("dtls_lite/" + n for n in device_files(root))
     with tempfile.TemporaryDirectory() as tmp:
         build = args.build_dir or tmp
-        compiled = compile_all(mpy_cross, build, root=root, opt=args.opt)
         files = {}
-        for rel, py_bytes, mpy in compiled:
-            entry = {"py_bytes": py_bytes, "mpy_bytes": os.path.getsize(mpy)}
+        for rel, py_bytes, mpy in compile_all(mpy_cross, build, root=root, opt=args.opt):
+            entry = {"py_bytes": py_bytes, "mpy_bytes": os.path.getsize(mpy), "device": rel in device}
             if args.frames:
                 entry["heap_frames"] = ["%s (%d slots, %d try)" % h for h in
                                         heap_frames(mpy_cross, mpy, os.path.join(root, rel), tmp)]
             files[rel] = entry
     report = {
-        "root": root,
-        "mpy_cross": mpy_cross,
-        "opt": args.opt,
-        "files": files,
+        "root": root, "mpy_cross": mpy_cross, "opt": args.opt, "files": files,
         "total_py_bytes": sum(f["py_bytes"] for f in files.values()),
         "total_mpy_bytes": sum(f["mpy_bytes"] for f in files.values()),
+        "device_mpy_bytes": sum(f["mpy_bytes"] for f in files.values() if f["device"]),
     }
-    if args.heap:
-        frozen = args.frozen and os.path.abspath(args.frozen)
+    if not (args.heap or args.wakes):
+        return report
+    frozen = frozen and os.path.abspath(frozen)
+    if "frozen_32" in wanted:
         if args.build_frozen:
             frozen, seconds, _ = build_frozen(root)
             report["frozen_build_s"] = round(seconds, 1)
         elif frozen is None and root == ROOT and os.access(FROZEN_FIRMWARE, os.X_OK):
             frozen = FROZEN_FIRMWARE  # may be older than the sources: --build-frozen is sure
-        report["frozen_firmware"] = frozen
-        heap = heap_report(root, frozen)
-        names = import_order(root)
-        report["import_heap"] = heap
-        report["import_heap_totals"] = {k: _heap_totals(v, names) for k, v in heap.items()}
-    if args.json == "-":
-        print(json.dumps(report, indent=2, sort_keys=True))
-        return report
-    print("%-36s %9s %9s" % ("file", ".py B", ".mpy B"))
-    for rel, f in files.items():
-        print("%-36s %9d %9d" % (rel, f["py_bytes"], f["mpy_bytes"]))
-        for h in f.get("heap_frames", ()):
-            print("    heap frame: " + h)
-    print("%-36s %9d %9d" % ("total", report["total_py_bytes"], report["total_mpy_bytes"]))
-    if args.heap:
-        cols = [(k, title) for k, title in _HEAP_COLUMNS if k in report["import_heap"]]
-        print("\nimport heap, bytes (gc.mem_alloc() after each import, in this order)")
-        print("%-24s" % "module" + "".join("%15s" % t for _, t in cols))
-        for m in names:
-            print("%-24s" % m + "".join("%15s" % report["import_heap"][k].get(m, "-") for k, _ in cols))
-        for what, title in (("client", "= dtls_lite.client"), ("node_wake", "= node wake set"),
-                            ("all", "= all shipped")):
-            print("%-24s" % title + "".join("%15d" % report["import_heap_totals"][k][what]
-                                             for k, _ in cols))
-        if report.get("frozen_firmware"):
-            print("frozen firmware: %s%s" % (report["frozen_firmware"],
-                  " (built in %.1f s)" % report["frozen_build_s"] if "frozen_build_s" in report else ""))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-        print("wrote " + args.json)
+    report["frozen_firmware"] = frozen
+    with tempfile.TemporaryDirectory(prefix="dtls-lite-footprint-") as tmp:
+        rts = [rt.prepare(root, tmp) for rt in runtimes(wanted, frozen)]
+        if args.heap:
+            names = import_order(root)
+            deps = dependencies(root)
+            heap, missing = heap_report(root, rts=rts, tmp=tmp)
+            report["import_order"] = names
+            report["import_heap"] = heap
+            report["import_missing"] = {k: v for k, v in missing.items() if v}
+            sets = {"client": closure(["dtls_lite.client"], deps), "wake": closure(WAKE_ROOTS, deps),
+                    "node": closure(NODE_ROOTS, deps), "all": set(names)}
+            report["import_heap_totals"] = {
+                k: {what: sum(v.get(m, 0) for m in ms) for what, ms in sets.items()}
+                for k, v in heap.items()}
+        if args.wakes:
+            report["wakes"] = wake_report(rts, tmp)
     return report
 
 
