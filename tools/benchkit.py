@@ -28,10 +28,12 @@ BASELINE = os.path.join(TOOLS, "baseline.json")
 
 
 def find_micropython():
-    """The venv's micropython (it runs only from its venv), else one on PATH, else None."""
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if os.access(here, os.X_OK):
-        return here
+    """The venv's micropython (it runs only from its venv: the running one's, else the repo's
+    .venv), else one on PATH, else None."""
+    for d in (os.path.dirname(sys.executable), os.path.join(ROOT, ".venv", "bin")):
+        here = os.path.join(d, "micropython")
+        if os.access(here, os.X_OK):
+            return here
     return shutil.which("micropython")
 
 

@@ -41,11 +41,8 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 
 
 def _find_micropython():
-    for d in (os.path.dirname(sys.executable), os.path.join(ROOT, ".venv", "bin")):
-        p = os.path.join(d, "micropython")
-        if os.access(p, os.X_OK):
-            return p
-    return "micropython"
+    from benchkit import find_micropython  # tools/ is on sys.path: this script's folder
+    return find_micropython() or "micropython"
 
 
 def _board_mode(fd):
