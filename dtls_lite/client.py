@@ -1,17 +1,19 @@
 # Blocking UDP adapter around the sans-I/O Connection; runs on MicroPython and CPython.
-# It owns the socket, the clocks and the optional state store: every protocol decision is
-# Connection's, and what to do with saved state on a wake is dtls_lite/wake.py's table.
-# Nonce safety (DESIGN.md section 4): once a connection's keys are in the store, no record
-# leaves with a sequence number at or above the stored reservation; _transmit() saves a new
-# reservation first.
+# It owns the socket and the clocks, and pumps datagrams: every protocol decision is
+# Connection's, what to do with saved state on a wake is dtls_lite/wake.py's table, and
+# persistence (stores, the sequence reservation, probing, the fallback of request()) is
+# dtls_lite/keeper.py's, loaded only with a store.
 import socket
 import time
 
 from dtls_lite import connection as cn
 from dtls_lite import wake
-from dtls_lite.errors import ConnectionClosed, DTLSError, HandshakeTimeout, UsageError
+from dtls_lite.errors import ConnectionClosed, DTLSError, HandshakeTimeout, UsageError  # noqa: F401
 
-_RESERVE = 64  # sequence numbers reserved per save: one store write per 64 records at most
+# Largest datagram received: the largest UDP payload an Ethernet or WiFi link carries unfragmented
+# over IPv4 (1500 - 20 - 8). MicroPython's recv(n) allocates n bytes per datagram (its sockets
+# cannot receive a datagram into a buffer), so n stays no larger; CPython receives into one buffer.
+RECV_SIZE = 1472
 
 try:
     _ticks_ms = time.ticks_ms
@@ -123,27 +125,25 @@ class DTLSClient:
         self._wall = wall_clock or _wall_clock
         self._rx = []
         self.port_unreachable = 0  # ICMP port-unreachable reports seen (no server listening?)
-        self._store = store
-        self._session_store = session_store
-        self._idle_s = auto_handshake_timeout_s
         self._forced = False
-        self._reserved = None  # write_seq the store holds for self.conn's keys (None: not stored)
-        self._saved_session_id = None  # session ID last written to session_store
         self._last_heard = None  # wall-clock s of the last authenticated record from the server
         self.saved = None  # the SavedState loaded at connect(), if any
-        self.state_error = None  # why a stored blob was refused (a StateError), if it was
         self.wake_action = None  # "continue", "abbreviated" or "full" once connect() decided
         self.wake_reason = None
-        self._state_key = None
         self._past = [0, 0, 0, 0]  # datagrams/bytes sent/received by connections replaced this wake
         self._hs = [0, 0]  # handshake datagrams and bytes (both ways) this wake
+        self._keeper = None
         if store is not None or session_store is not None:
-            from dtls_lite import state
-            self._state_key = state.state_key(psk, self.conn.identity)
-            self._server_key = _addr_key(self.server)
+            from dtls_lite.keeper import Keeper
+            self._keeper = Keeper(self.conn.identity, psk, _addr_key(self.server), store, session_store,
+                                  auto_handshake_timeout_s, self._wall)
         if socket_factory is not None and not callable(socket_factory):
             raise UsageError("socket_factory must be a function: socket_factory(family) -> socket")
         self._sock = socket_factory(family) if socket_factory else socket.socket(family, socket.SOCK_DGRAM)
+        self._recv_into = getattr(self._sock, "recv_into", None)
+        if self._recv_into is not None:
+            self._buf = bytearray(RECV_SIZE)
+            self._view = memoryview(self._buf)
         try:
             if bind is not None:
                 self._sock.bind(resolve(bind[0], bind[1])[1])
@@ -164,23 +164,36 @@ class DTLSClient:
         continue the saved connection, e.g. when a NAT rebinding is suspected."""
         self._forced = True
 
+    @property
+    def state_error(self):
+        """Why a stored blob was refused (a StateError), if it was."""
+        return None if self._keeper is None else self._keeper.state_error
+
     def connect(self):
         """Continue, resume or handshake as the wake policy says; raises HandshakeTimeout,
         AlertReceived or ProtocolError when a handshake fails (the stored state is kept)."""
         if self.conn.state != cn.ST_IDLE:
             raise UsageError("connect() called twice")
-        facts = self._wake_facts()
+        k = self._keeper
+        facts = 0
+        if k is not None:
+            self.saved = k.load()
+            facts = k.facts(self.saved, self.conn.suites, self._local_key,
+                            self._forced)
+        elif self._forced:
+            facts = wake.FORCED
         action, self.wake_reason = wake.decide(facts)
         self.wake_action = wake.ACTION_NAMES[action]
         saved = self.saved
         if action == wake.CONTINUE:
             self.conn.restore(saved, self._clock.now())
-            self._reserved = saved.write_seq  # the store already holds this reservation
+            k.restored(self.conn)
             self._last_heard = saved.last_exchange_s
             self._handle_events()
             return
         if action == wake.ABBREVIATED:
-            self._new_conn(cn.Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm))
+            from dtls_lite.keeper import session_of
+            self._new_conn(session_of(saved))
         self._handshake()
 
     def _new_conn(self, session):
@@ -203,7 +216,8 @@ class DTLSClient:
                 "handshake_datagrams": self._hs[0], "handshake_bytes": self._hs[1]}
 
     def _handshake(self):
-        self._reserved = None
+        if self._keeper is not None:
+            self._keeper.reserved = False  # new keys: nothing of theirs is stored yet
         self.conn.connect(self._clock.now())
         while self.conn.state != cn.ST_CONNECTED:
             if self.conn.state == cn.ST_CLOSED:
@@ -215,7 +229,7 @@ class DTLSClient:
         self._forced = False
         if self._keylog is not None:  # before save(): keys are logged before they can be used again
             self._keylog(self.conn.keylog_line())
-        if self._store is not None or self._session_store is not None:
+        if self._keeper is not None:
             self.save()  # "probing": the old state is replaced only now that this one works
 
     def request(self, data, timeout_ms=2000):
@@ -226,10 +240,9 @@ class DTLSClient:
         self.send(data)
         reply = self.recv(timeout_ms)
         if reply is None and self.conn.stats.handshake_kind == "continued":
-            session = self.conn.session
-            self._new_conn(session)
-            self.wake_action = "abbreviated" if cn._resumable(session) else "full"
+            session, self.wake_action = self._keeper.fallback(self.conn)
             self.wake_reason = "the continued connection got no reply"
+            self._new_conn(session)
             self._handshake()
             self.send(data)
             reply = self.recv(timeout_ms)
@@ -242,7 +255,7 @@ class DTLSClient:
     def save(self):
         """Persist the session and, if connected, the connection with a fresh sequence
         reservation. UsageError while a handshake is in flight or without a store."""
-        if self._store is None and self._session_store is None:
+        if self._keeper is None:
             raise UsageError("save() needs a store")
         if self.conn.handshake_in_flight:
             raise UsageError("save() while a handshake is in flight")
@@ -254,7 +267,7 @@ class DTLSClient:
         if self._sock is None:
             return
         try:
-            if (self._store is not None or self._session_store is not None) and not self.conn.handshake_in_flight:
+            if self._keeper is not None and not self.conn.handshake_in_flight:
                 self._persist()
         finally:
             self._sock.close()
@@ -283,18 +296,24 @@ class DTLSClient:
             pass  # the close_notify is a courtesy; the socket goes regardless
         self._sock.close()
         self._sock = None
-        if self._store is not None or self._session_store is not None:
+        if self._keeper is not None:
             try:
                 self._persist()
             except OSError:
                 pass  # a store that cannot be written keeps its older, still valid state
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # ---- saved state ---------------------------------------------------------------------
 
     def _find_local(self, bind, local):
         """(ip bytes, port) this socket is bound to, or None when unknown (no fixed port):
         the wake policy continues a connection only from the same address and port."""
-        if self._state_key is None:
+        if self._keeper is None:
             return None
         from dtls_lite.state import ip_bytes
         if local is not None:
@@ -309,94 +328,15 @@ class DTLSClient:
                 return None  # MicroPython has no getsockname(): pass local= instead
         return _addr_key(resolve(host, bind[1])[1])
 
-    def _load(self):
-        """The SavedState in the store (or else the session store), or None; a refused blob
-        sets state_error (its reason) and counts as nothing saved. The session store is read
-        either way, so that a session it already holds is not written again (flash wear)."""
-        from dtls_lite import state
-        found = None
-        for st in (self._store, self._session_store):
-            if st is None:
-                continue
-            try:
-                blob = st.load()
-            except OSError as e:  # unreadable: as if nothing were saved, never a crash
-                self.state_error = state.StateError("store could not be read: %s" % (e,))
-                continue
-            if blob is None:
-                continue
-            try:
-                saved = state.load(self._state_key, blob, self._server_key)
-            except state.StateError as e:
-                self.state_error = e
-                continue
-            if st is self._session_store:
-                self._saved_session_id = saved.session_id
-            if found is None:
-                found = saved
-        return found
-
-    def _wake_facts(self):
-        if self._state_key is None:
-            return 0
-        saved = self.saved = self._load()
-        if saved is None:
-            return 0
-        facts = 0
-        if cn._resumable(cn.Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)) \
-                and saved.suite in self.conn._suites:
-            facts |= wake.SESSION
-        if saved.has_connection and saved.suite in self.conn._suites:
-            facts |= wake.CONNECTION
-            if self._local_key is not None and saved.local == self._local_key:
-                facts |= wake.SAME_LOCAL
-            if saved.write_cid:
-                facts |= wake.SERVER_CID
-        if self._forced:
-            facts |= wake.FORCED
-        if self._idle_s is not None:
-            last = saved.last_exchange_s
-            now = int(self._wall())
-            if last is None or now < last or now - last > self._idle_s:
-                facts |= wake.IDLE
-        return facts
-
     def _persist(self):
-        """Write what is safe to keep. A connection that failed leaves the store as it was
-        ("probing": the older state stays usable until a new handshake completes)."""
-        from dtls_lite import state
-        c = self.conn
-        if c.session is None or (c.state == cn.ST_CLOSED and c.error is not None):
-            return
-        st = c.snapshot(_RESERVE)
-        st.server = self._server_key
-        st.local = self._local_key
-        st.last_exchange_s = self._last_heard
-        if self._store is not None:
-            self._store.save(state.dump(self._state_key, st))
-            self._reserved = st.write_seq if st.has_connection else None
-        ss = self._session_store
-        if ss is not None and c.session.session_id != self._saved_session_id and cn._resumable(c.session):
-            st.has_connection = False  # durable copy: the session only, never a reservation
-            ss.save(state.dump(self._state_key, st))
-            self._saved_session_id = c.session.session_id
+        self._keeper.persist(self.conn, self._local_key, self._last_heard)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    # ---- the pump ------------------------------------------------------------------------
 
     def _transmit(self):
         out = self.conn.datagrams_to_send()
-        if self._reserved is not None and out and self.conn.next_write_seq[1] > self._reserved:
-            # Records numbered at or above the stored reservation are queued: reserve further
-            # ahead in the store before any of them leaves (a failed save raises: none leaves).
-            self._persist()
-            if self._reserved is not None and self.conn.next_write_seq[1] > self._reserved:
-                # Nothing was saved (the connection failed: e.g. a fatal alert is queued):
-                # those numbers may be reused by a later continued wake, so they stay here.
-                out = ()
+        if out and self._keeper is not None:
+            out = self._keeper.guard(self.conn, out, self._local_key, self._last_heard)
         for d in out:
             try:
                 self._sock.send(d)
@@ -423,12 +363,14 @@ class DTLSClient:
 
     def _recv(self, deadline):
         """One datagram, or None once the connection's timer or the deadline is due."""
-        wake = self.conn.timer()
-        if deadline is not None and (wake is None or deadline < wake):
-            wake = deadline
-        self._sock.settimeout(None if wake is None else max(wake - self._clock.now(), 1) / 1000)
+        wake_ms = self.conn.timer()
+        if deadline is not None and (wake_ms is None or deadline < wake_ms):
+            wake_ms = deadline
+        self._sock.settimeout(None if wake_ms is None else max(wake_ms - self._clock.now(), 1) / 1000)
         try:
-            return self._sock.recv(2048)
+            if self._recv_into is None:
+                return self._sock.recv(RECV_SIZE)
+            return self._view[:self._recv_into(self._buf)]
         except OSError as e:
             if _is_refused(e):
                 self.port_unreachable += 1

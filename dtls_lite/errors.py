@@ -49,5 +49,5 @@ class StateError(DTLSError):
 
 
 def alert_name(description):
-    from dtls_lite.rare import ALERT_NAMES  # only for messages: not loaded otherwise
+    from dtls_lite.alerts import ALERT_NAMES  # only for messages: not loaded otherwise
     return ALERT_NAMES.get(description, "alert_%d" % description)

@@ -115,7 +115,7 @@ def client_hello_body(client_random, session_id, cookie, suites, offer_etm, cid=
             ">HHB", EXT_CONNECTION_ID, len(cid) + 1, len(cid)) + cid
     return b"".join((struct.pack(">H32sB", _DTLS12, client_random, len(session_id)), session_id,
                      bytes((len(cookie),)), cookie,
-                     struct.pack(">%dH" % (n + 1), 2 * n, *suites, _SCSV_RENEGOTIATION),
+                     struct.pack(">%dH" % (n + 1), *([2 * n] + list(suites) + [_SCSV_RENEGOTIATION])),  # f(*a, x): 1.16 rejects it
                      b"\x01\x00",  # compression methods: null only
                      ext))
 

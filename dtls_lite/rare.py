@@ -1,74 +1,71 @@
 # Code only rare paths need: failure messages (a handshake that timed out, an alert from the
-# server, alert names) and checks of options a caller passes only sometimes (suites=, rng=). Imported inside the functions that need it,
+# server) and checks of options a caller passes only sometimes (suites=, rng=). Imported inside the functions that need it,
 # never at module level: loaded from .mpy, every function and string costs heap from import
 # on, so what a normal wake never runs stays out of RAM (frozen, it costs nothing anyway).
 # It explains and checks; it never makes a protocol decision.
+from dtls_lite.compat import const
 from dtls_lite.errors import AlertReceived, UsageError, alert_name
-
-ALERT_NAMES = {
-    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
-    22: "record_overflow", 40: "handshake_failure", 42: "bad_certificate",
-    47: "illegal_parameter", 50: "decode_error", 51: "decrypt_error",
-    70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
-    86: "inappropriate_fallback", 90: "user_canceled", 100: "no_renegotiation",
-    110: "unsupported_extension", 115: "unknown_psk_identity",
-}
 
 # Fatal alerts a server sends when it cannot verify our Finished or does not know our identity:
 # bad_record_mac, handshake_failure, decrypt_error, internal_error (pion/dtls, for an unknown
 # identity), unknown_psk_identity.
 _PSK_REJECTED = (20, 40, 51, 80, 115)
+_ST_WAIT_SERVER_HELLO = const(1)  # dtls_lite/connection.py's states
+_ST_WAIT_SERVER_HELLO_DONE = const(3)
 
 
-def alert_error(c, level, desc):
-    """The AlertReceived for the server's close_notify during the handshake or its fatal alert
-    (Connection c); the message names the likely cause when our Finished is what it refused."""
+def alert_error(level, desc, sent_finished):
+    """The AlertReceived for the server's close_notify during the handshake or its fatal alert;
+    sent_finished: we wait for the server's Finished after ours (then the message names the
+    likely cause: our Finished is what it refused)."""
     msg = None
     if desc == 0:  # close_notify
         msg = "server closed the connection (close_notify) during the handshake"
-        if c._sent_finished():
+        if sent_finished:
             msg = ("server closed the connection (close_notify) instead of sending its"
                    " Finished: wrong PSK or identity?")
-    elif c._sent_finished() and desc in _PSK_REJECTED:
+    elif sent_finished and desc in _PSK_REJECTED:
         msg = ("server rejected our Finished with %s (%d): wrong PSK or identity?"
                % (alert_name(desc), desc))
     return AlertReceived(level, desc, msg)
 
 
-def timeout_reason(c):
-    """Why Connection c gives up its handshake, claiming no more than what was seen: a wrong
-    PSK only once the server answered our earlier flights and then not our Finished."""
-    from dtls_lite import connection as cn
-    n = c._retransmits
-    if c._sent_finished() and c._read.epoch > 0:
+def timeout_reason(h):
+    """Why the handshake h (a client_handshake.ClientHandshake) gives up, claiming no more
+    than what was seen: a wrong PSK only once the server answered our earlier flights and then
+    not our Finished."""
+    f = h.flight
+    c = h.conn
+    n = f.retransmits
+    if h.sent_finished() and c.read_state.epoch > 0:
         # The server sends its ChangeCipherSpec only once our Finished verified: the PSK is right.
         msg = ("the server's ChangeCipherSpec arrived but not its Finished (%d retransmissions):"
                " packet loss?" % n)
-    elif c._sent_finished():
-        if c._repeats:
+    elif h.sent_finished():
+        if f.repeats:
             msg = ("the server re-sent its previous flight %d times: it does not accept our"
                    " Finished flight (%d retransmissions): wrong PSK or identity? (servers"
                    " silently drop records they cannot decrypt) or our datagrams get lost"
-                   % (c._repeats, n))
+                   % (f.repeats, n))
         else:
             msg = ("the server answered our earlier flights but not our Finished (%d"
                    " retransmissions): wrong PSK or identity? (servers silently drop records"
                    " they cannot decrypt) or the link failed" % n)
-    elif c._repeats:
+    elif f.repeats:
         msg = ("the server re-sent its previous flight %d times but never got ours (%d"
-               " retransmissions): our datagrams get lost" % (c._repeats, n))
-    elif c.state == cn.ST_WAIT_SERVER_HELLO and c._hvr_repeats:
+               " retransmissions): our datagrams get lost" % (f.repeats, n))
+    elif c.state == _ST_WAIT_SERVER_HELLO and h.hvr_repeats:
         msg = ("the server keeps sending HelloVerifyRequest: %d more after we returned its"
                " cookie, never a ServerHello (%d retransmissions); its connection table may be"
-               " full" % (c._hvr_repeats, n))
-    elif c.state == cn.ST_WAIT_SERVER_KEY_EXCHANGE or c.state == cn.ST_WAIT_SERVER_HELLO_DONE:
+               " full" % (h.hvr_repeats, n))
+    elif _ST_WAIT_SERVER_HELLO < c.state <= _ST_WAIT_SERVER_HELLO_DONE:
         msg = "only part of the server's flight arrived (%d retransmissions): packet loss?" % n
     else:
         msg = "no answer from server after %d retransmissions" % n
-    if c._hs_expired():
-        msg = "handshake_timeout_ms (%d) reached: %s" % (c._hs_timeout, msg)
-    if c._oom:
-        msg += "; %d datagrams dropped for lack of memory" % c._oom
+    if h.expired():
+        msg = "handshake_timeout_ms (%d) reached: %s" % (h.hs_timeout, msg)
+    if c.oom_drops:
+        msg += "; %d datagrams dropped for lack of memory" % c.oom_drops
     return msg
 
 

@@ -223,7 +223,14 @@ def _inner(plain):
 
 
 class WriteState:
-    """Outgoing epoch: cipher (None in epoch 0) and the next sequence number to use."""
+    """Outgoing epoch: cipher (None in epoch 0) and the next sequence number to use.
+
+    left: None, or how many more records may be numbered below the stored reservation (the
+    adapter sets it, protect() counts it down, the adapter saves a new reservation before a
+    record numbered past it leaves): a small int, where comparing 48-bit sequence numbers
+    would allocate on 32-bit boards."""
+
+    left = None
 
     def __init__(self, epoch, cipher=None, seq=0):
         self.epoch = epoch
@@ -242,6 +249,8 @@ class WriteState:
 
     def protect(self, ctype, payload):
         """One whole record. Never reuses or wraps a sequence number (RFC 6347 4.1)."""
+        if self.left is not None:
+            self.left -= 1
         seq = self._lo  # few locals: a larger frame would be heap-allocated on every call
         if seq < _LO_MASK and self._hi <= _LO_MASK:
             self._lo = seq + 1

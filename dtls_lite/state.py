@@ -2,8 +2,9 @@
 # authenticated blob, so a node can resume or continue after deep sleep (DESIGN.md section 4).
 # Pure functions over bytes: never does I/O (stores live in dtls_lite/store.py), never decides
 # what to do with a state (the wake policy does), never raises on a bad blob anything but
-# StateError. Also the bodies of Connection.snapshot()/restore() (a Connection to and from a
-# SavedState), so that a client without a store never loads them.
+# StateError. Also maps a SavedState to and from the live Session and Epoch
+# (dtls_lite/session.py) for Connection.snapshot()/restore(), so that a client without a
+# store never loads that code.
 #
 # Layout, version 1 (big-endian; [flag] = present only when that flag bit is set):
 #
@@ -33,6 +34,7 @@ from dtls_lite import crypto
 from dtls_lite import record as rl
 from dtls_lite.compat import const
 from dtls_lite.errors import StateError, UsageError
+from dtls_lite.session import Epoch, Session
 
 _MAGIC = b"dL"
 _VERSION = const(1)
@@ -193,63 +195,47 @@ def load(key, blob, server):
     return st
 
 
-# ---- a Connection to and from a SavedState ------------------------------------------------------
-# The bodies of Connection.snapshot() and .restore() (see their docstrings). Only a client with
-# a store calls them, and it loads this module anyway: kept here, their bytecode costs no heap
-# in a client without one (loaded from .mpy). They touch Connection's private attributes.
+# ---- a live connection to and from a SavedState ------------------------------------------------
+# What Connection.snapshot() and .restore() use; only a client with a store loads this module.
 
-def snapshot(c, reserve):
-    from dtls_lite import connection as cn
-    if c.handshake_in_flight:
-        raise UsageError("snapshot() while a handshake is in flight")
+def from_live(session, epoch, reserve):
+    """SavedState of session (or None) and, if not None, of the live epoch (session.Epoch),
+    with write_seq = the next sequence number + reserve (a reservation, DESIGN.md 4)."""
     if not isinstance(reserve, int) or isinstance(reserve, bool) or reserve < 1:
         raise UsageError("reserve must be an int >= 1")
-    s = c.session
     st = SavedState()
-    if s is not None:
-        st.session_id = s.session_id
-        st.master_secret = s.master_secret
-        st.suite = s.suite
-        st.ems = s.ems
-        st.etm = s.etm
-    if c.state == cn.ST_CONNECTED and c._write.epoch > 0:
-        w = c._write
-        r = c._read
+    if session is not None:
+        st.session_id = session.session_id
+        st.master_secret = session.master_secret
+        st.suite = session.suite
+        st.ems = session.ems
+        st.etm = session.etm
+    if epoch is not None:
         st.has_connection = True
-        st.epoch = w.epoch
-        st.key_block = c._key_block
-        st.write_seq = min(w.seq + reserve, _MAX_SEQ)  # 48 bits; at the top: exhausted
+        st.epoch = epoch.epoch
+        st.key_block = epoch.key_block
+        st.write_seq = min(epoch.write.seq + reserve, _MAX_SEQ)  # 48 bits; at the top: exhausted
+        r = epoch.read
         st.read_max_seq = r.max_seq
         st.read_window = r.window
-        st.write_cid = c.write_cid
-        st.read_cid = c.read_cid
+        st.write_cid = epoch.write_cid
+        st.read_cid = epoch.read_cid
     return st
 
 
-def restore(c, saved, now_ms):
-    from dtls_lite import connection as cn
-    if c.state != cn.ST_IDLE:
-        raise UsageError("restore() on a connection that is already in use")
+def to_live(saved, suites, rng):
+    """(Session, Epoch) of a SavedState that holds a connection, its write sequence number
+    at the reservation and its replay window as saved; UsageError if it cannot continue."""
     if not saved.has_connection:
         raise UsageError("restore(): the saved state holds no connection")
-    if saved.suite not in c._suites:
+    if saved.suite not in suites:
         raise UsageError("restore(): saved suite %s is not enabled" % rl.suite_name(saved.suite))
-    c.session = cn.Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)
-    c.suite = saved.suite
-    c._key_block = saved.key_block
-    c.write_cid = saved.write_cid
-    c.read_cid = saved.read_cid
-    c._write, c._read = c._epoch_states(saved.epoch, saved.suite, saved.etm, saved.key_block)
-    c._write.seq = saved.write_seq
-    c._read.max_seq = saved.read_max_seq
-    c._read.window = saved.read_window
-    c._now = now_ms
-    c.state = cn.ST_CONNECTED
-    st = c.stats
-    st.handshake_kind = "continued"
-    st.handshake_started_ms = now_ms
-    st.handshake_ms = 0
-    c._events.append((cn.EVENT_CONNECTED, None))
+    session = Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)
+    e = Epoch(saved.epoch, saved.suite, saved.etm, saved.key_block, saved.write_cid, saved.read_cid, rng)
+    e.write.seq = saved.write_seq
+    e.read.max_seq = saved.read_max_seq
+    e.read.window = saved.read_window
+    return session, e
 
 
 # ---- internals ---------------------------------------------------------------------------------

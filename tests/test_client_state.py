@@ -125,7 +125,7 @@ def test_close_notify_at_the_reservation_edge_drops_the_keys_first():
         key = (state.ip_bytes(srv.host), srv.port)
         store = WatchedStore(key)
         c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=store)
-        c._reserved = c.conn.next_write_seq[1]  # as if the reservation ended right here
+        c.conn.write_state.left = 0  # as if the reservation ended right here
         sent = []
         watch_sends(c, store, sent)
         c.close()
@@ -144,10 +144,10 @@ def test_failed_connection_never_sends_past_the_reservation():
         store = WatchedStore(key)
         c = DTLSClient(srv.host, srv.port, ID, PSK, bind=bind, store=store)
         saved = store.load()
-        c._reserved = c.conn.next_write_seq[1]
+        c.conn.write_state.left = 0  # the reservation ends right here
         sent = []
         watch_sends(c, store, sent)
-        c.conn._fail(ProtocolError(10, "test: a fatal alert is queued"), 10)
+        c.conn.fail(ProtocolError(10, "test: a fatal alert is queued"), 10)
         c._transmit()
         assert sent == [] and store.load() == saved
         c.suspend()

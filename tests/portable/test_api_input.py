@@ -123,7 +123,7 @@ def test_suites_are_checked():
     assert "not a suite number" in refused(cn.Connection, IDENTITY, PSK, suites=[float(ccm8)])
     assert "not supported" in refused(cn.Connection, IDENTITY, PSK, suites=[0x1234])
     assert "must not be empty" in refused(cn.Connection, IDENTITY, PSK, suites=[])
-    assert cn.Connection(IDENTITY, PSK, suites=(ccm8,))._suites == [ccm8]
+    assert cn.Connection(IDENTITY, PSK, suites=(ccm8,)).suites == [ccm8]
 
 
 def test_identity_and_psk():

@@ -389,8 +389,9 @@ def test_api_misuse():
 def test_handshake_state_dropped_after_finished():
     c, srv = new_client(), FakeServer()
     handshake(c, srv)
-    assert c._hs is None and c._flight is None
-    assert c._write.epoch == 1 and c._read.epoch == 1
-    w = c._write.seq
+    assert c.handshake is None and c.timer() is None
+    assert c.write_state.epoch == 1 and c.read_state.epoch == 1
+    assert c.epoch.write is c.write_state and c.epoch.read is c.read_state
+    w = c.write_state.seq
     c.send(b"a")
-    assert c._write.seq == w + 1
+    assert c.write_state.seq == w + 1

@@ -10,6 +10,19 @@ from dtls_lite.errors import AlertReceived, DTLSError, HandshakeTimeout, Protoco
 from fakeserver import FakeServer, records
 from test_connection import deliver, events, handshake, new_client, sent_alerts
 
+
+_DROP = [cn.Connection.drop_handshake_code]
+
+
+def setup_module():
+    # Some tests patch functions of dtls_lite.handshake: it must stay the module the next
+    # handshake uses (on MicroPython a completed handshake deletes its modules).
+    cn.Connection.drop_handshake_code = False
+
+
+def teardown_module():
+    cn.Connection.drop_handshake_code = _DROP[0]
+
 _SH = hs.HT_SERVER_HELLO
 _SKE = hs.HT_SERVER_KEY_EXCHANGE
 _HVR = hs.HT_HELLO_VERIFY_REQUEST
@@ -87,7 +100,7 @@ def test_forged_hello_verify_fragments_do_not_fix_the_numbering():
     c.receive(forged(_HVR, 40, 1000, 0, b"\x01" * 10), 1)  # far ahead: dropped
     c.receive(forged(_HVR, 40, 0, 0, b"\x01" * 10), 1)  # partial, never completes
     c.receive(forged(_SH, 90, 1, 0, b"\x01" * 10), 1)
-    assert c._hs.recv_seq is None  # only a whole ServerHello or HelloVerifyRequest may fix it
+    assert c.handshake.recv_seq is None  # only a whole ServerHello or HelloVerifyRequest may fix it
     out = deliver(c, [b"".join(flight)], 2)
     assert finish(c, srv, out)
 
@@ -97,7 +110,7 @@ def test_forged_fragments_between_messages_of_the_flight():
     assert len(flight) == 2  # ServerHello, ServerHelloDone
     deliver(c, [flight[0]], 1)
     assert c.state == cn.ST_WAIT_SERVER_KEY_EXCHANGE
-    nxt = c._hs.recv_seq
+    nxt = c.handshake.recv_seq
     c.receive(forged(hs.HT_SERVER_HELLO_DONE, 300, nxt, 0, b"\x00" * 20), 2)  # conflicting
     c.receive(forged(_SKE, 300, nxt + 1, 0, b"\x00" * 20), 2)
     out = deliver(c, [flight[1]], 3)  # the whole ServerHelloDone that is due goes through
@@ -138,7 +151,7 @@ def test_empty_fragments_announcing_4096_bytes_cost_nothing():
     finally:
         _trace(False)
     # The old client reserved bytearray(4096) per message: 4 messages, 16 KB.
-    assert c._hs.frags.reserved == 0
+    assert c.handshake.frags.reserved == 0
     assert grew < 1024, grew
     out = deliver(c, [b"".join(flight)], 2)
     assert finish(c, srv, out)
@@ -150,7 +163,7 @@ def test_buffered_bytes_are_capped():
     for i in range(64):  # 64 KB of forged fragment bodies spread over the window
         d = forged(_SKE, 2048, i % 4, (i * 997) % 1024, b"\xaa" * 1000)
         c.receive(d, 1)
-        assert c._hs.frags.reserved <= 2048
+        assert c.handshake.frags.reserved <= 2048
     _trace(True)
     try:
         before = _heap_used()
@@ -175,7 +188,7 @@ def test_one_byte_fragments_in_any_order():
             sh = sh[::2] + sh[1::2]
         for i, p in enumerate(sh):
             c.receive(p, 1)
-            assert c._hs is None or c._hs.frags.reserved <= 2 * (i + 1)
+            assert c.handshake is None or c.handshake.frags.reserved <= 2 * (i + 1)
         out = deliver(c, [pieces[-1]], 2)
         if order == "interleaved":
             # 40-odd holes: beyond the run limit the pieces were dropped; the server's next
@@ -272,14 +285,14 @@ def test_memory_error_mid_flight_leaves_the_connection_as_it_was():
         c, srv = new_client(), FakeServer(cookie=None, hint=b"hint")
         c.connect(0)
         flight = srv.handle(c.datagrams_to_send()[0])
-        before = (c.state, c._hs.recv_seq, len(c._hs.transcript), c._hs.send_seq, c._write)
+        before = (c.state, c.handshake.recv_seq, len(c.handshake.transcript), c.handshake.send_seq, c.write_state)
         real = _patched(hs, name, MemoryError)
         try:
             out = deliver(c, [b"".join(flight)], 1)
         finally:
             setattr(hs, name, real)
         assert out == [] and events(c) == [], name
-        assert (c.state, c._hs.recv_seq, len(c._hs.transcript), c._hs.send_seq, c._write) == before, name
+        assert (c.state, c.handshake.recv_seq, len(c.handshake.transcript), c.handshake.send_seq, c.write_state) == before, name
         assert c.stats.records_dropped == 1, name
         out = deliver(c, srv.records(), 2)  # the server's retransmission
         assert finish(c, srv, out), name
@@ -296,7 +309,7 @@ def test_memory_error_in_the_server_finished():
         deliver(c, [b"".join(fin)], 2)  # CCS and Finished in one datagram
     finally:
         hs.finished_verify_data = real
-    assert c.state == cn.ST_WAIT_FINISHED and c._read.epoch == 0  # the CCS is undone too
+    assert c.state == cn.ST_WAIT_FINISHED and c.read_state.epoch == 0  # the CCS is undone too
     deliver(c, [b"".join(srv.records())], 3)
     assert c.state == cn.ST_CONNECTED
 
@@ -456,10 +469,12 @@ def test_lost_server_finished_after_its_ccs_does_not_blame_the_psk():
 
 
 def test_rollback_knows_every_class_default():
-    # receive()'s rollback restores Connection's and _Handshake's class defaults by name (no
+    # receive()'s rollback restores Connection's, ClientHandshake's and Flight's class defaults by name (no
     # dir() per datagram: too slow on MicroPython); a new default must be added to the list.
     plain = (int, bool, bytes, str, type(None), tuple)
-    for cls, listed in ((cn.Connection, cn._CONN_DEFAULTS), (cn._Handshake, cn._HS_DEFAULTS)):
+    from dtls_lite import client_handshake as ch
+    from dtls_lite import flight as fl
+    for cls, listed in ((cn.Connection, cn._DEFAULTS), (ch.ClientHandshake, ch._DEFAULTS), (fl.Flight, fl.DEFAULTS)):
         names = sorted(k for k in dir(cls) if not k.startswith("__")
                        and isinstance(getattr(cls, k), plain))
         assert names == sorted(listed), (cls, names, listed)

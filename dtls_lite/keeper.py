@@ -1,0 +1,125 @@
+# What a client does to keep its security state across deep sleep (DESIGN.md section 4): read
+# the stores, gather the facts for the wake policy (dtls_lite/wake.py), write the sequence
+# reservation before any record at or above it leaves, keep the old state until a new
+# handshake works ("probing"), and say what to do when a continued connection gets no reply.
+# Shared by the adapters; never touches a socket or a clock (the wall clock is injected).
+from dtls_lite import connection as cn
+from dtls_lite import state
+from dtls_lite import wake
+from dtls_lite.session import Session, resumable
+
+RESERVE = 64  # sequence numbers reserved per save: one store write per 64 records at most
+
+
+class Keeper:
+    """Persistence of one client's Connection in store (session and connection, e.g. RTC
+    memory) and session_store (the session only, durable, e.g. a file)."""
+
+    def __init__(self, identity, psk, server_key, store, session_store, idle_s, wall):
+        self.key = state.state_key(psk, identity)
+        self.server_key = server_key  # (ip bytes, port) the state must have been made for
+        self.store = store
+        self.session_store = session_store
+        self.idle_s = idle_s  # auto_handshake_timeout_s
+        self.wall = wall  # wall clock, int seconds
+        self.reserved = False  # the store holds a reservation for the live connection's keys
+        self.saved_session_id = None  # session ID last written to session_store
+        self.state_error = None  # why a stored blob was refused (a StateError), if it was
+
+    def load(self):
+        """The SavedState in the store (or else the session store), or None; a refused blob
+        sets state_error (its reason) and counts as nothing saved. The session store is read
+        either way, so that a session it already holds is not written again (flash wear)."""
+        found = None
+        for st in (self.store, self.session_store):
+            if st is None:
+                continue
+            try:
+                blob = st.load()
+            except OSError as e:  # unreadable: as if nothing were saved, never a crash
+                self.state_error = state.StateError("store could not be read: %s" % (e,))
+                continue
+            if blob is None:
+                continue
+            try:
+                saved = state.load(self.key, blob, self.server_key)
+            except state.StateError as e:
+                self.state_error = e
+                continue
+            if st is self.session_store:
+                self.saved_session_id = saved.session_id
+            if found is None:
+                found = saved
+        return found
+
+    def facts(self, saved, suites, local_key, forced):
+        """The wake policy's facts (wake.SESSION, ...) about saved (a SavedState or None)."""
+        if saved is None:
+            return wake.FORCED if forced else 0
+        facts = 0
+        if saved.suite in suites:
+            if resumable(session_of(saved)):
+                facts |= wake.SESSION
+            if saved.has_connection:
+                facts |= wake.CONNECTION
+                if local_key is not None and saved.local == local_key:
+                    facts |= wake.SAME_LOCAL
+                if saved.write_cid:
+                    facts |= wake.SERVER_CID
+        if forced:
+            facts |= wake.FORCED
+        if self.idle_s is not None:
+            last = saved.last_exchange_s
+            now = int(self.wall())
+            if last is None or now < last or now - last > self.idle_s:
+                facts |= wake.IDLE
+        return facts
+
+    def restored(self, conn):
+        """conn continues a saved connection: the store holds its reservation already, and
+        its write sequence number starts at it, so no record may leave before the next save."""
+        self.reserved = True
+        conn.write_state.left = 0
+
+    def persist(self, conn, local_key, last_heard):
+        """Write what is safe to keep. A connection that failed leaves the stores as they were
+        ("probing": the older state stays usable until a new handshake completes)."""
+        if conn.session is None or (conn.state == cn.ST_CLOSED and conn.error is not None):
+            return
+        st = conn.snapshot(RESERVE)
+        st.server = self.server_key
+        st.local = local_key
+        st.last_exchange_s = last_heard
+        if self.store is not None:
+            self.store.save(state.dump(self.key, st))
+            self.reserved = st.has_connection
+            if st.has_connection:
+                # records this write state may still protect below the reservation
+                conn.write_state.left = st.write_seq - conn.write_state.seq
+        ss = self.session_store
+        if ss is not None and conn.session.session_id != self.saved_session_id and resumable(conn.session):
+            st.has_connection = False  # durable copy: the session only, never a reservation
+            ss.save(state.dump(self.key, st))
+            self.saved_session_id = conn.session.session_id
+
+    def guard(self, conn, out, local_key, last_heard):
+        """The datagrams of out that may leave: records numbered at or above the stored
+        reservation are queued, so reserve further ahead first (a failed save raises: none
+        leaves); if nothing could be saved (the connection failed, e.g. a fatal alert is
+        queued), those numbers may be reused by a later continued wake, so none leaves."""
+        if not self.reserved or conn.write_state.left is None or conn.write_state.left >= 0:
+            return out
+        self.persist(conn, local_key, last_heard)
+        if self.reserved and conn.write_state.left < 0:
+            return ()
+        return out
+
+    def fallback(self, conn):
+        """The continued connection conn got no reply (the server restarted or evicted it):
+        the Session to offer next (None: a full handshake) and the wake action's name."""
+        s = conn.session
+        return s, ("abbreviated" if resumable(s) else "full")
+
+
+def session_of(saved):
+    return Session(saved.session_id, saved.master_secret, saved.suite, saved.ems, saved.etm)
