@@ -121,6 +121,8 @@ def run(o):
         result["state_error"] = None if c.state_error is None else str(c.state_error)
         result["stats"] = c.stats.as_dict()
         result["wire"] = c.wire
+    # what this wake loaded: a continued wake loads no handshake code (issue 13)
+    result["modules"] = sorted(m for m in sys.modules if m.startswith("dtls_lite"))
     return result
 
 
