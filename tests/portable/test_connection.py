@@ -395,3 +395,52 @@ def test_handshake_state_dropped_after_finished():
     w = c.write_state.seq
     c.send(b"a")
     assert c.write_state.seq == w + 1
+
+
+_HANDSHAKE_CODE = ("dtls_lite.client_handshake", "dtls_lite.flight", "dtls_lite.reassembly")
+
+
+def test_handshake_code_leaves_when_the_handshake_ends():
+    # connect() imports the handshake; once it completes its modules are deleted (the default
+    # on MicroPython) and the heap they took comes back; a continued connection needs none.
+    import gc
+    import sys
+    kept = dict((n, sys.modules[n]) for n in sys.modules if n.startswith("dtls_lite."))
+    drop = cn.Connection.drop_handshake_code
+    cn.Connection.drop_handshake_code = True
+    try:
+        c, srv = new_client(), FakeServer()
+        gc.collect()
+        m0 = _mem()
+        c.connect(0)
+        for n in _HANDSHAKE_CODE:
+            assert n in sys.modules, n
+        gc.collect()
+        m1 = _mem()
+        out = c.datagrams_to_send()
+        while out and c.state != cn.ST_CONNECTED:
+            answer = []
+            for d in out:
+                answer += srv.handle(d)
+            out = deliver(c, [b"".join(answer)], 0)
+        assert c.state == cn.ST_CONNECTED and c.handshake is None
+        for n in _HANDSHAKE_CODE:
+            assert n not in sys.modules, n
+        out = answer = None
+        gc.collect()
+        if m0 is not None:  # MicroPython: the handshake's code and state are gone from the heap
+            assert _mem() - m0 < m1 - m0, (m0, m1, _mem())
+        c.send(b"still works")
+        srv.handle(c.datagrams_to_send()[0])
+        assert srv.received[-1] == (rl.CT_APPLICATION_DATA, b"still works")
+    finally:
+        cn.Connection.drop_handshake_code = drop
+        import dtls_lite
+        for n in kept:  # the module objects other tests (and their patches) hold
+            sys.modules[n] = kept[n]
+            setattr(dtls_lite, n[10:], kept[n])
+
+
+def _mem():
+    import gc
+    return gc.mem_alloc() if hasattr(gc, "mem_alloc") else None
