@@ -29,9 +29,12 @@ peers:
 mp32:
 	bash tools/build_mp32.sh
 
-# pytest's exit status is the result; "no tests collected" (5) is a failure too.
+# pytest's exit status is the result; "no tests collected" (5) is a failure too. In parallel
+# (pytest-xdist) on TEST_WORKERS processes; tests that share a costly result (a module's run
+# under MicroPython, a compile, a firmware build) are one xdist_group (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: venv peers
-	@$(PY) -m pytest -q; rc=$$?; \
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
 

@@ -1,7 +1,7 @@
 """Attribute captured DTLS 1.2 records to the key sets that protect them (tests, CPython only).
 
 The nonce-safety test (tests/test_nonce_safety.py) captures every datagram between the client
-and the server (tests/netem.py) and needs to know, for each record the client sent in epoch 1
+and the server (tools/netem.py) and needs to know, for each record the client sent in epoch 1
 or later, which keys authenticate it: a CCM/GCM nonce is (keys, epoch, sequence number), so a
 pair seen twice under one key set is a nonce reuse.
 
@@ -26,18 +26,12 @@ import os
 import struct
 
 from dtls_lite import record as rl
+from support import wire
+from support.wire import (CT_HANDSHAKE, HT_CLIENT_HELLO, HT_CLIENT_KEY_EXCHANGE, HT_SERVER_HELLO,
+                          HT_SERVER_HELLO_DONE, HT_SERVER_KEY_EXCHANGE)
 
 UP = "up"
 DOWN = "down"
-CT_HANDSHAKE = 22
-HT_CLIENT_HELLO = 1
-HT_SERVER_HELLO = 2
-HT_HELLO_VERIFY = 3
-HT_SERVER_KEY_EXCHANGE = 12
-HT_SERVER_HELLO_DONE = 14
-HT_CLIENT_KEY_EXCHANGE = 16
-EXT_EMS = 23  # RFC 7627
-_MAX_RECORDS = 64  # per datagram: more means garbage
 
 
 # ---- RFC 5246 5 PRF (P_SHA256) and the key schedule ---------------------------------------
@@ -68,68 +62,27 @@ def full_master(psk, transcript, client_random, server_random, ems):
 
 def records(datagram):
     """[(ctype, epoch, seq, whole record bytes)] of a datagram (no CIDs); stops at garbage."""
-    out = []
-    off = 0
-    while off + rl.HEADER_LEN <= len(datagram) and len(out) < _MAX_RECORDS:
-        end = rl.record_end(datagram, off)
-        if end < 0:
-            break
-        rec = datagram[off:end]
-        ctype, _, epoch, hi, lo = struct.unpack_from(">BHHHI", rec)
-        out.append((ctype, epoch, (hi << 32) | lo, rec))
-        off = end
-    return out
+    return [(r[wire.CTYPE], r[wire.EPOCH], r[wire.SEQ], r[wire.RAW])
+            for r in wire.records(datagram, partial=True)]
 
 
 def messages(fragment):
     """[(msg_type, message_seq, whole message bytes or None if fragmented, body)]."""
-    out = []
-    off = 0
-    while off + 12 <= len(fragment):
-        t = fragment[off]
-        length = int.from_bytes(fragment[off + 1:off + 4], "big")
-        seq = struct.unpack_from(">H", fragment, off + 4)[0]
-        foff = int.from_bytes(fragment[off + 6:off + 9], "big")
-        flen = int.from_bytes(fragment[off + 9:off + 12], "big")
-        body = fragment[off + 12:off + 12 + flen]
-        whole = fragment[off:off + 12 + flen] if foff == 0 and flen == length else None
-        out.append((t, seq, whole, body))
-        off += 12 + flen
-    return out
-
-
-def _vector(b, off, width):
-    n = int.from_bytes(b[off:off + width], "big")
-    return b[off + width:off + width + n], off + width + n
-
-
-def _extensions(b, off):
-    types = set()
-    if off + 2 > len(b):
-        return types
-    exts, _ = _vector(b, off, 2)
-    p = 0
-    while p + 4 <= len(exts):
-        t, n = struct.unpack_from(">HH", exts, p)
-        types.add(t)
-        p += 4 + n
-    return types
+    return [(m[wire.MSG_TYPE], m[wire.MSG_SEQ], m[wire.MSG_RAW] if wire.whole(m) else None,
+             m[wire.BODY]) for m in wire.messages(fragment, partial=True)]
 
 
 def parse_client_hello(body):
     """(client_random, session_id, cookie)."""
-    random = body[2:34]
-    sid, off = _vector(body, 34, 1)
-    cookie, _ = _vector(body, off, 1)
-    return random, sid, cookie
+    h = wire.client_hello(body)
+    return h["random"], h["session_id"], h["cookie"]
 
 
 def parse_server_hello(body):
     """(server_random, session_id, suite, ems)."""
-    random = body[2:34]
-    sid, off = _vector(body, 34, 1)
-    suite = struct.unpack_from(">H", body, off)[0]
-    return random, sid, suite, EXT_EMS in _extensions(body, off + 3)
+    h = wire.server_hello(body)
+    return (h["random"], h["session_id"], h["suite"],
+            wire.extension(h, wire.EXT_EXTENDED_MASTER_SECRET) is not None)
 
 
 def read_keylog(path):

@@ -32,7 +32,7 @@ def _setup_path():
     except NameError:
         here = "tests"
     root = _dirname(here) if here not in (".", "") else ".."
-    for p in (here + "/portable", root):
+    for p in (here + "/portable", here, root):  # here: the support package (tests/support)
         if p not in sys.path:
             sys.path.insert(0, p)
 

@@ -1,6 +1,7 @@
 """Real DTLS 1.2 PSK servers on loopback, for interop tests (CPython only).
 
-Each server is a context manager that picks a free UDP port, starts the server, waits (at most
+Each server is a context manager that takes a free UDP port (free_udp_port: a block of ports
+per test process, so parallel pytest-xdist workers never collide), starts the server, waits (at most
 READY_TIMEOUT s) until its socket is bound, yields a `Server` and stops it by PID on exit.
 A missing binary raises `PeerUnavailable`, whose message names the install command; the pytest
 fixtures in tests/conftest.py turn it into a test failure, never a skip.
@@ -59,12 +60,80 @@ def find_binary(name):
     return path
 
 
-def free_udp_port(host="127.0.0.1"):
-    """A UDP port that was free on `host` a moment ago (bind to 0, read it, close)."""
+# ---- ports ---------------------------------------------------------------------------------
+# Servers and the fixed local addresses of clients take their ports from a block of PORT_BLOCK
+# ports below the kernel's ephemeral range, which this process claims with an flock on a file
+# in the temp directory and holds until it exits. pytest-xdist workers (and pytest sessions
+# running side by side) each hold a block of their own, so no two of them hand out the same
+# port; and no socket bound to port 0 (relays, clients) is ever given one of these ports, so a
+# server that restarts finds its port free. Within its block a process hands ports out in turn
+# (a port comes back after PORT_BLOCK others), skipping any that is in use.
+PORT_FIRST = 20000
+PORT_BLOCK = 256
+_PORTS = {"file": None, "base": 0, "next": 0}
+_PORTS_LOCK = threading.Lock()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def worker_index():
+    """0 without pytest-xdist; N on its worker gwN (where the search for a free block starts)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+def _claim_block():
+    import fcntl
+    blocks = (min(_ephemeral_low(), 32768) - PORT_FIRST) // PORT_BLOCK
+    if blocks < 1:
+        raise PeerUnavailable("no room for test ports below the ephemeral range (%d)" % _ephemeral_low())
+    folder = os.path.join(tempfile.gettempdir(), "dtls-lite-ports")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(blocks):
+        b = (worker_index() + i) % blocks
+        f = open(os.path.join(folder, "block-%d" % b), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _PORTS.update(file=f, base=PORT_FIRST + b * PORT_BLOCK, next=0)
+        return
+    raise PeerUnavailable("all %d blocks of test ports are held by other processes" % blocks)
+
+
+def _bindable(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_port(host="127.0.0.1", count=1):
+    """A UDP port free on `host` (the first of `count` consecutive ones), from this process's
+    block: no other test process is handed it, and nothing binding port 0 gets it."""
+    with _PORTS_LOCK:
+        if _PORTS["file"] is None:
+            _claim_block()
+        for _ in range(PORT_BLOCK):
+            off = _PORTS["next"]
+            if off + count > PORT_BLOCK:
+                off = 0
+            _PORTS["next"] = (off + count) % PORT_BLOCK
+            port = _PORTS["base"] + off
+            if all(_bindable(host, port + k) for k in range(count)):
+                return port
+    raise PeerUnavailable("no free UDP port left in %d..%d on %s"
+                          % (_PORTS["base"], _PORTS["base"] + PORT_BLOCK - 1, host))
 
 
 def _udp_port_bound_by(pid, port):
@@ -237,11 +306,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def _serve(name, host, psk_hex, identity, make_argv, echo_stdout=False, ready_text=None):
-    """Start a server on a free port (3 tries against port races); stop it on exit."""
+def _serve(name, host, psk_hex, identity, make_argv, echo_stdout=False, ready_text=None, ports=1):
+    """Start a server on a free port (3 tries against port races); stop it on exit. `ports`:
+    how many consecutive ports it binds; its .port is the last of them."""
     last = None
     for _ in range(3):
-        srv = Server(name, host, free_udp_port(host), psk_hex, identity)
+        srv = Server(name, host, free_udp_port(host, ports) + ports - 1, psk_hex, identity)
         try:
             srv._spawn(make_argv(srv.port), echo_stdout=echo_stdout)
             if srv._wait_ready(ready_text):
@@ -407,7 +477,7 @@ def coap_server(backend="openssl", psk_hex=PSK_HEX, identity=IDENTITY, host="127
     def argv(port):
         return [binary, "-A", host, "-p", str(port - 1), "-k", psk.decode("latin-1"), "-v", "4"]
 
-    with _serve("coap-" + backend, host, psk_hex, identity, argv) as srv:
+    with _serve("coap-" + backend, host, psk_hex, identity, argv, ports=2) as srv:
         yield srv
 
 

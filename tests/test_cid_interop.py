@@ -1,40 +1,29 @@
 """Live interop of Connection ID (RFC 9146): our client, on CPython and on the MicroPython unix
-port, against Mbed TLS 3.6 `ssl_server2 cid=1 cid_val=beef01` behind tests/cid_front.py, a
-CID-routing UDP front (ssl_server2 ties its socket to the client's first address; the front
+port, against Mbed TLS 3.6 `ssl_server2 cid=1 cid_val=beef01` behind tools/netem.py's relay
+routing by CID, a CID-routing UDP front (ssl_server2 ties its socket to the client's first address; the front
 does what a CID-aware load balancer does, and records every datagram for the checks below).
 
 Each case runs tools/cid_client.py under the runtime as a subprocess and checks its JSON report
 and the records the front saw. A missing server or runtime fails the test; nothing is skipped.
 """
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-import cid_front
+import netem
 import peers
-from test_micropython import micropython_binary
+from support import wire
+from support.runtimes import RUNTIMES, run_tool
 
 pytestmark = pytest.mark.interop
 
-ROOT = peers.ROOT
-CID_CLIENT = os.path.join(ROOT, "tools", "cid_client.py")
-RUNTIMES = ["cpython", "micropython"]
 SERVER_CID = bytes.fromhex("beef01")  # peers.mbedtls_server(cid=True)
 CCM_8 = "TLS-PSK-WITH-AES-128-CCM-8"
 ANSWER = peers.MBEDTLS_RESPONSE % CCM_8
 
 
 def run_client(runtime, port, srv, *args, timeout=60):
-    exe = micropython_binary() if runtime == "micropython" else sys.executable
-    argv = [exe, CID_CLIENT, "127.0.0.1", str(port), srv.identity, srv.psk_hex] + list(args)
-    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, "client crashed:\n%s\n%s" % (p.stdout, p.stderr)
-    report = json.loads(p.stdout.strip().splitlines()[-1])
-    assert report["runtime"] == runtime
-    return report
+    """tools/cid_client.py against 127.0.0.1:port under the runtime: its JSON report."""
+    return run_tool(runtime, "cid_client.py", "127.0.0.1", port, srv.identity, srv.psk_hex, *args,
+                    timeout=timeout)
 
 
 def server_and_front(**kw):
@@ -43,25 +32,14 @@ def server_and_front(**kw):
         srv = srv_cm.__enter__()
     except peers.PeerUnavailable as e:
         pytest.fail(str(e), pytrace=False)
-    return srv_cm, srv, cid_front.CidFront((srv.host, srv.port), cid_len=len(SERVER_CID))
+    return srv_cm, srv, netem.Relay((srv.host, srv.port), cid_len=len(SERVER_CID)).start()
 
 
-def records(datagram, cid_len):
-    """[(content type, epoch, cid or None, whole record)] of a datagram."""
-    out = []
-    off = 0
-    while off < len(datagram):
-        ctype, epoch = datagram[off], int.from_bytes(datagram[off + 3:off + 5], "big")
-        h = off + 11 + (cid_len if ctype == 25 else 0)
-        cid = datagram[off + 11:h] if ctype == 25 else None
-        end = h + 2 + int.from_bytes(datagram[h:h + 2], "big")
-        out.append((ctype, epoch, cid, datagram[off:end]))
-        off = end
-    return out
+CT, EPOCH, CID, RAW = wire.CTYPE, wire.EPOCH, wire.CID, wire.RAW  # fields of wire.records
 
 
 def epoch1(front, direction, cid_len):
-    return [r for _, d in front.records(direction) for r in records(d, cid_len) if r[1] == 1]
+    return [r for _, d in front.records(direction) for r in wire.records(d, cid_len) if r[EPOCH] == 1]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -82,17 +60,17 @@ def test_mbedtls_cid_records_both_ways(runtime, client_cid):
     assert report["received"] == [ANSWER, ANSWER] and report["peer_closed"] is True
     assert report["stats"]["records_dropped"] == 0
     assert "Use of Connection ID has been negotiated" in srv.output()
-    up = epoch1(front, cid_front.UP, len(SERVER_CID))
+    up = epoch1(front, netem.UP, len(SERVER_CID))
     # Finished, two requests, close_notify: all tls12_cid with the server's CID
-    assert len(up) == 4 and all(r[0] == 25 and r[2] == SERVER_CID for r in up), up
+    assert len(up) == 4 and all(r[CT] == 25 and r[CID] == SERVER_CID for r in up), up
     # 19-byte header with the 3-byte CID... 13 + 3 CID + 8 explicit nonce + 8 tag + 1 inner type
-    assert len(up[1][3]) == len(b"first") + 33
-    down = epoch1(front, cid_front.DOWN, len(ours))
+    assert len(up[1][RAW]) == len(b"first") + 33
+    down = epoch1(front, netem.DOWN, len(ours))
     assert len(down) == 4  # Finished, two answers, close_notify
     if ours:
-        assert all(r[0] == 25 and r[2] == ours for r in down), down
+        assert all(r[CT] == 25 and r[CID] == ours for r in down), down
     else:
-        assert [r[0] for r in down] == [22, 23, 23, 21]
+        assert [r[CT] for r in down] == [22, 23, 23, 21]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -112,12 +90,12 @@ def test_mbedtls_cid_connection_survives_a_new_address_and_port(runtime, client_
     assert report["moves"] == 1 and report["write_cid"] == "beef01"
     assert report["received"] == [ANSWER] * 3, srv.output()
     assert report["stats"]["handshake_kind"] == "full" and report["stats"]["records_dropped"] == 0
-    sources = [c for c, _ in front.records(cid_front.UP)]
+    sources = [c for c, _ in front.records(netem.UP)]
     assert {c[0] for c in sources} == {"127.0.0.2", "127.0.0.3"}
-    assert len(front.associations) == 1 and front.rebinds == 1 and front.dropped == 0
+    assert len(front.associations) == 1 and front.cid_moves == 1 and front.dropped == 0
     # what the server sent after the move (two answers, then its close_notify after the
     # third exchange) went to the new address
-    moved = [c for c, d in front.records(cid_front.DOWN) if c[0] == "127.0.0.3"]
+    moved = [c for c, d in front.records(netem.DOWN) if c[0] == "127.0.0.3"]
     assert len(moved) == 3
 
 
@@ -135,8 +113,8 @@ def test_without_cid_a_moved_client_gets_no_answer(runtime):
         srv_cm.__exit__(None, None, None)
     assert report["ok"] and report["write_cid"] == "" and report["read_cid"] == ""
     assert report["received"] == [ANSWER, None]
-    assert len(front.associations) == 2 and front.rebinds == 0
-    assert all(r[0] != 25 for _, d in front.records(cid_front.UP) for r in records(d, 0))
+    assert len(front.associations) == 2 and front.cid_moves == 0
+    assert all(r[CT] != 25 for _, d in front.records(netem.UP) for r in wire.records(d, 0))
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -156,10 +134,10 @@ def test_mbedtls_resumption_negotiates_the_cid_again(runtime):
                                  "received": ANSWER}, srv.output()
     # the second connection: its epoch-1 records, both ways, carry the CIDs
     last = front.associations[-1].client
-    up = [r for c, d in front.records(cid_front.UP) if c == last for r in records(d, 3) if r[1] == 1]
-    down = [r for c, d in front.records(cid_front.DOWN) if c == last for r in records(d, 2) if r[1] == 1]
-    assert up and all(r[0] == 25 and r[2] == SERVER_CID for r in up)
-    assert down and all(r[0] == 25 and r[2] == b"\xa1\xa2" for r in down)
+    up = [r for c, d in front.records(netem.UP) if c == last for r in wire.records(d, 3) if r[EPOCH] == 1]
+    down = [r for c, d in front.records(netem.DOWN) if c == last for r in wire.records(d, 2) if r[EPOCH] == 1]
+    assert up and all(r[CT] == 25 and r[CID] == SERVER_CID for r in up)
+    assert down and all(r[CT] == 25 and r[CID] == b"\xa1\xa2" for r in down)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -173,17 +151,16 @@ def test_server_without_cid_support_changes_nothing(runtime):
         srv_cm.__exit__(None, None, None)
     assert report["ok"] and report["received"] == [ANSWER]
     assert report["write_cid"] == "" and report["read_cid"] == ""
-    both = front.records(cid_front.UP) + front.records(cid_front.DOWN)
-    assert both and all(r[0] != 25 for _, d in both for r in records(d, 0))
+    both = front.records(netem.UP) + front.records(netem.DOWN)
+    assert both and all(r[CT] != 25 for _, d in both for r in wire.records(d, 0))
 
 
 @pytest.mark.parametrize("with_cid", [True, False])
 def test_nat_rebinding_relay_mid_connection(with_cid):
-    """A NAT between client and front moves to a new source port mid-connection (tests/netem.py);
+    """A NAT between client and front moves to a new source port mid-connection (a second relay);
     the client itself does not change. With a CID the front routes the request to the same
     association and the answer comes back; without one it does not (the adapter's fallback to
     a new handshake is the wake policy's business, not this layer's)."""
-    import netem
     from dtls_lite.client import DTLSClient
 
     srv_cm, srv, front = server_and_front(exchanges=2)
@@ -204,9 +181,9 @@ def test_nat_rebinding_relay_mid_connection(with_cid):
         srv_cm.__exit__(None, None, None)
     assert first == ANSWER.encode()
     assert c.conn.write_cid == (SERVER_CID if with_cid else b"")
-    ports = {c[1] for c, _ in front.records(cid_front.UP)}
+    ports = {c[1] for c, _ in front.records(netem.UP)}
     assert len(ports) == 2  # the front saw the client at two source ports
     if with_cid:
-        assert second == ANSWER.encode() and front.rebinds == 1 and len(front.associations) == 1
+        assert second == ANSWER.encode() and front.cid_moves == 1 and len(front.associations) == 1
     else:
         assert second is None and len(front.associations) == 2

@@ -18,12 +18,11 @@ import sys
 
 import pytest
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(TESTS)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+import deploy  # tools/ (on sys.path: tests/conftest.py)
+from emuboard import EmulatedBoard
+from support import runtimes as rt
 
-import deploy  # noqa: E402
-from emuboard import EmulatedBoard  # noqa: E402
+ROOT = rt.ROOT
 
 TIMEOUT = 120
 
@@ -47,19 +46,14 @@ def run_tool(argv):
 
 
 def mpremote(board, *args):
-    mp = os.path.join(os.path.dirname(sys.executable), "mpremote")
-    if not os.access(mp, os.X_OK):
-        pytest.fail("mpremote missing: run `make venv`", pytrace=False)
-    p = subprocess.run([mp, "connect", board.port, "resume"] + list(args),
+    p = subprocess.run([rt.venv_tool("mpremote"), "connect", board.port, "resume"] + list(args),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT)
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 
 @pytest.fixture
 def board(tmp_path):
-    mp = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.access(mp, os.X_OK):
-        pytest.fail("micropython missing: run `make venv`", pytrace=False)
+    mp = rt.executable("micropython")
     fs = tmp_path / "board"
     fs.mkdir()
     b = EmulatedBoard(str(fs), link=str(tmp_path / "tty"), micropython=mp)

@@ -15,20 +15,21 @@ changed source needs (~1 s; ~30 s from nothing, with the 32-bit sources and Mbed
   handshake) against pion both fit HEAP_FROZEN bytes of heap; the same wake with far too
   little heap fails with MemoryError, so the heap limit is real.
 """
+import fcntl
 import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
 import peers
 
+import footprint  # tools/ (on sys.path: tests/conftest.py): the one copy of the build steps
+
 ROOT = peers.ROOT
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import footprint  # noqa: E402  (the one copy of the build steps, also used by `--heap`)
+pytestmark = pytest.mark.xdist_group("frozen")  # one firmware build per test process
 
 # Regression bounds measured on this firmware (tree of 2026-11-29, after the rare-path cuts):
 # the two wakes worked at every heap from 33 KB to 46 KB (1 KB steps, 3 runs each) and failed
@@ -47,10 +48,14 @@ def firmware():
     """Path of the frozen firmware, brought up to date once per test session (make redoes
     only what changed); pytest.fail (never skip) if it cannot be built."""
     if "path" not in _STATE:
-        try:
-            _STATE["path"], _STATE["build_s"], _ = footprint.build_frozen()
-        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-            pytest.fail("building the frozen firmware failed: %s" % e, pytrace=False)
+        os.makedirs(peers.PEERS_BIN, exist_ok=True)
+        # one build at a time in .peers/mp32, also across test processes running side by side
+        with open(os.path.join(peers.PEERS_BIN, ".frozen-build.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _STATE["path"], _STATE["build_s"], _ = footprint.build_frozen()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                pytest.fail("building the frozen firmware failed: %s" % e, pytrace=False)
     return _STATE["path"]
 
 

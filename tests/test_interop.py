@@ -4,21 +4,13 @@ servers on loopback (OpenSSL s_server, GnuTLS gnutls-serv, Mbed TLS ssl_server2,
 Each case runs tools/run_client.py under the runtime as a subprocess and checks its JSON
 report. A missing server or runtime fails the test (see conftest.py); nothing is skipped.
 """
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 import peers
-from test_micropython import micropython_binary
+from support.runtimes import RUNTIMES, run_tool
 
 pytestmark = pytest.mark.interop
 
-ROOT = peers.ROOT
-RUN_CLIENT = os.path.join(ROOT, "tools", "run_client.py")
-RUNTIMES = ["cpython", "micropython"]
 CCM_8, CCM, GCM, CBC = "C0A8", "C0A4", "00A8", "00AE"
 NAMES = {CCM_8: "TLS_PSK_WITH_AES_128_CCM_8", CCM: "TLS_PSK_WITH_AES_128_CCM",
          GCM: "TLS_PSK_WITH_AES_128_GCM_SHA256", CBC: "TLS_PSK_WITH_AES_128_CBC_SHA256"}
@@ -27,13 +19,9 @@ MESSAGES = ["hello from dtls-lite", "a second record, " + "x" * 200]
 
 
 def run_client(runtime, srv, *args, psk=None, timeout=60):
-    exe = micropython_binary() if runtime == "micropython" else sys.executable
-    argv = [exe, RUN_CLIENT, srv.host, str(srv.port), srv.identity, psk or srv.psk_hex] + list(args)
-    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, "client crashed:\n%s\n%s" % (p.stdout, p.stderr)
-    report = json.loads(p.stdout.strip().splitlines()[-1])
-    assert report["runtime"] == runtime
-    return report
+    """tools/run_client.py against srv under the runtime: its JSON report."""
+    return run_tool(runtime, "run_client.py", srv.host, srv.port, srv.identity,
+                    psk or srv.psk_hex, *args, timeout=timeout)
 
 
 def sends(msgs):

@@ -1,4 +1,4 @@
-"""Handshakes and echoes through a lossy link (tests/netem.py), and a dead link.
+"""Handshakes and echoes through a lossy link (tools/netem.py), and a dead link.
 
 Every run is a fresh OpenSSL s_server or gnutls-serv behind a fresh netem.Relay (seeded: 20%
 loss each way, 5% duplication, 10% reordering, 0-30 ms delay) and one tools/run_client.py
@@ -19,8 +19,6 @@ import concurrent.futures
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -28,12 +26,11 @@ import pytest
 
 import netem
 import peers
-from test_micropython import micropython_binary
+from support import wire
+from support.runtimes import run_tool
 
 pytestmark = pytest.mark.interop
 
-ROOT = peers.ROOT
-RUN_CLIENT = os.path.join(ROOT, "tools", "run_client.py")
 RUNS = {"cpython": 50, "micropython": 20}
 IMPAIRMENT = dict(loss=0.2, dup=0.05, reorder=0.1, delay_ms=(0, 30))
 # s_server and gnutls-serv re-send a lost flight only on their own doubling timer (1 s, 2 s,
@@ -49,32 +46,17 @@ PARALLEL = 4  # runs at a time: they mostly wait for timers, each has its own se
 
 
 def run_client(runtime, host, port, srv, *args):
-    exe = micropython_binary() if runtime == "micropython" else sys.executable
-    argv = [exe, RUN_CLIENT, host, str(port), srv.identity, srv.psk_hex] + list(args)
-    t = time.monotonic()
-    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
-    wall = time.monotonic() - t
-    assert p.returncode == 0, "client crashed:\n%s\n%s" % (p.stdout, p.stderr)
-    report = json.loads(p.stdout.strip().splitlines()[-1])
-    assert report["runtime"] == runtime
-    return report, wall
-
-
-def records(datagram):
-    """(content_type, epoch) of each DTLS record in a datagram (RFC 6347 4.1)."""
-    out = []
-    i = 0
-    while i + 13 <= len(datagram):
-        out.append((datagram[i], int.from_bytes(datagram[i + 3:i + 5], "big")))
-        i += 13 + int.from_bytes(datagram[i + 11:i + 13], "big")
-    return out
+    report = run_tool(runtime, "run_client.py", host, port, srv.identity, srv.psk_hex, *args,
+                      timeout=CLIENT_TIMEOUT_S)
+    return report, report.pop("_wall_s")
 
 
 def close_notify_fate(relay):
     """Fate ("send", "drop", ...) of the client's last alert datagram, None if none was sent."""
     fate = None
     for direction, data, _, f in relay.log:
-        if direction == netem.UP and any(ct == 21 for ct, _ in records(data)):
+        if direction == netem.UP and any(r[wire.CTYPE] == wire.CT_ALERT
+                                         for r in wire.records(data, partial=True)):
             fate = f
     return fate
 

@@ -1,7 +1,7 @@
 """The 32-bit MicroPython (1.25 unix port, .peers/bin/micropython32, built by
 tools/build_mp32.sh): an ESP32 is 32-bit, where small ints are 31-bit and objects smaller.
 
-- the whole portable suite runs on it (the runner of tests/test_micropython.py, pointed at it);
+- the whole portable suite runs on it (support.runtimes.run_portable, as tests/test_micropython.py);
 - live handshakes and echoes with tools/run_client.py against real servers;
 - a handshake plus echo from .mpy (compiled by mpy-cross32, from the same 1.25 source) fits
   HEAP32 bytes of heap;
@@ -13,22 +13,16 @@ tools/build_mp32.sh): an ESP32 is 32-bit, where small ints are 31-bit and object
 
 A missing micropython32 FAILS these tests (run `make peers` or `make mp32`); it never skips.
 """
-import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 import peers
 import test_heap
 import test_interop
-import test_micropython as tm
+from support import runtimes as rt
 
 ROOT = peers.ROOT
-MP32 = os.path.join(peers.PEERS_BIN, "micropython32")
-MPY_CROSS32 = os.path.join(peers.PEERS_BIN, "mpy-cross32")
-INSTALL_HINT = "run `make peers` or `make mp32` (tools/build_mp32.sh)"
 # Regression bounds measured on micropython32 on 2026-11-29 (tree of commit c11c3a5, rare paths
 # in dtls_lite/rare.py), 5 runs per size: handshake + echo from .mpy with pion worked at every
 # heap from 66 KB to 74 KB (1 KB steps) and failed at 65 KB and below (the 2 KB receive buffer);
@@ -38,23 +32,6 @@ HEAP32 = "70k"
 IMPORT32_MAX = 52 * 1024
 
 
-def _tool(path):
-    if not os.access(path, os.X_OK):
-        pytest.fail("%s is missing: %s" % (path, INSTALL_HINT), pytrace=False)
-    return path
-
-
-def _binary(runtime):
-    if runtime == "cpython":
-        return sys.executable
-    if runtime == "micropython32":
-        return _tool(MP32)
-    mp = tm.micropython_binary()
-    if mp is None:
-        pytest.fail("the venv's micropython is missing: %s" % tm.INSTALL_HINT, pytrace=False)
-    return mp
-
-
 def _run(argv, timeout=120):
     p = subprocess.run(argv, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        timeout=timeout)
@@ -62,7 +39,7 @@ def _run(argv, timeout=120):
 
 
 def test_micropython32_is_a_32bit_1_25():
-    rc, out = _run([_tool(MP32), "-c", "import sys, cryptolib, hashlib, socket, select\n"
+    rc, out = _run([rt.executable("micropython32"), "-c", "import sys, cryptolib, hashlib, socket, select\n"
                     "v = sys.implementation\nprint(sys.maxsize, v.version[0], v.version[1], v._mpy)"])
     assert rc == 0, out
     maxsize, major, minor, mpy = (int(v) for v in out.split())
@@ -70,38 +47,22 @@ def test_micropython32_is_a_32bit_1_25():
     assert mpy & 0xFF == 6, out  # .mpy version 6, what mpy-cross32 writes
 
 
-# ---- the portable suite, through tests/test_micropython.py's runner ---------------------------
+# ---- the portable suite, as tests/test_micropython.py runs it --------------------------------
 
-_RUNS32 = {}
-
-
-@pytest.fixture
-def on_mp32(monkeypatch):
-    mp = _tool(MP32)
-    monkeypatch.setattr(tm, "micropython_binary", lambda: mp)
-    monkeypatch.setattr(tm, "_RUNS", _RUNS32)  # its own cache of module runs
+@pytest.mark.parametrize("module,test", rt.portable_cases("micropython32"))
+def test_portable(module, test):
+    rt.check_portable("micropython32", module, test)
 
 
-@pytest.mark.parametrize("module,test", tm.CASES, ids=["%s.py::%s" % c for c in tm.CASES])
-def test_portable(on_mp32, module, test):
-    tm.test_portable(module, test)
-
-
-@pytest.mark.parametrize("module", tm.portable_modules())
-def test_module_run(on_mp32, module):
-    tm.test_module_run(module)
+@pytest.mark.parametrize("module", rt.portable_module_params("micropython32"))
+def test_module_run(module):
+    rt.check_module_run("micropython32", module)
 
 
 # ---- live handshakes with tools/run_client.py ------------------------------------------------
 
 def _run_client(srv, *args):
-    argv = [_tool(MP32), test_interop.RUN_CLIENT, srv.host, str(srv.port), srv.identity,
-            srv.psk_hex] + list(args)
-    rc, out = _run(argv, timeout=60)
-    assert rc == 0, "client crashed:\n%s" % out
-    report = json.loads(out.strip().splitlines()[-1])
-    assert report["runtime"] == "micropython"
-    return report
+    return test_interop.run_client("micropython32", srv, *args)
 
 
 @pytest.mark.interop
@@ -123,8 +84,8 @@ def test_pion_echo():
 
 @pytest.mark.interop
 def test_handshake_and_echo_fit_a_small_heap_from_mpy():
-    mp, mpy_cross = _tool(MP32), _tool(MPY_CROSS32)
-    test_heap.check_small_heap(mp, mpy_cross, HEAP32, IMPORT32_MAX)
+    test_heap.check_small_heap(rt.executable("micropython32"), rt.mpy_cross("micropython32"),
+                               HEAP32, IMPORT32_MAX)
 
 
 # ---- no big int per steady-state record -----------------------------------------------------
@@ -193,7 +154,7 @@ _BASES = [5, 2 ** 24 - 20, 2 ** 30 - 20, 2 ** 40, 2 ** 48 - 200]
 
 @pytest.mark.parametrize("runtime", ["micropython32", "micropython"])
 def test_steady_state_records_allocate_no_big_int(runtime):
-    mp = _binary(runtime)
+    mp = rt.executable(runtime)
     rc, out = _run([mp, "-c", _ALLOC_SCRIPT])
     assert rc == 0, out
     lines = [ln.split() for ln in out.splitlines()]
@@ -297,6 +258,6 @@ print('model ok', checks, w.seq)
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython", "micropython32"])
 def test_replay_window_matches_a_64bit_int_model(runtime):
-    mp = _binary(runtime)
+    mp = rt.executable(runtime)
     rc, out = _run([mp, "-c", _MODEL_SCRIPT])
     assert rc == 0 and "model ok 24000 %d" % (2 ** 24 + 1) in out, out

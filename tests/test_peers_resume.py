@@ -1,5 +1,5 @@
 """tools/pion_server keeps a session store and many associations: proved with the reference
-clients (OpenSSL s_client, gnutls-cli), seen on the wire through a lossless tests/netem.py relay.
+clients (OpenSSL s_client, gnutls-cli), seen on the wire through a lossless tools/netem.py relay.
 
 - It resumes by session ID (RFC 5246 7.3) and, unlike s_server and ssl_server2, skips the
   HelloVerifyRequest on resumption: one ClientHello, ServerHello + CCS + Finished, ours.
@@ -15,6 +15,7 @@ import pytest
 
 import netem
 import peers
+from support import wire
 
 pytestmark = pytest.mark.interop
 
@@ -33,17 +34,11 @@ class Via:
 
 
 def handshake_types(relay, direction):
-    """Types of the epoch-0 handshake messages a direction carried, in order (RFC 6347 4.2.2)."""
-    out = []
-    for d, data, _ in relay.captured:
-        i = 0
-        while d == direction and i + 13 <= len(data):
-            length = int.from_bytes(data[i + 11:i + 13], "big")
-            epoch = int.from_bytes(data[i + 3:i + 5], "big")
-            if data[i] == 22 and epoch == 0:
-                out.append(data[i + 13])
-            i += 13 + length
-    return out
+    """Types of the epoch-0 handshake records a direction carried (each record's first
+    message), in order (RFC 6347 4.2.2)."""
+    return [r[wire.FRAGMENT][0] for d, data, _ in relay.captured if d == direction
+            for r in wire.records(data, partial=True)
+            if r[wire.CTYPE] == wire.CT_HANDSHAKE and r[wire.EPOCH] == 0]
 
 
 def s_client(srv, relay, sess_flag, sess_file):

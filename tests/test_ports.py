@@ -28,16 +28,14 @@ for _p in (os.path.join(ROOT, "ports"), os.path.join(ROOT, "ports", "esp32"),
 
 import deploy  # noqa: E402
 import node  # noqa: E402
+from support import runtimes as rt  # noqa: E402
 from unixboard import UnixBoard  # noqa: E402
 
 TIMEOUT = 120
 
 
 def micropython():
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.access(here, os.X_OK):
-        pytest.fail("micropython missing: run `make venv`", pytrace=False)
-    return here
+    return rt.executable("micropython")
 
 
 def make_config(tmp_path, server, **extra):

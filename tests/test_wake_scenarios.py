@@ -23,21 +23,16 @@ Servers differ, measured (DESIGN.md section 4):
   continued record itself (see test_one_association_servers).
 """
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 import peers
 from dtls_lite import state as state_mod
-from test_micropython import micropython_binary
+from support.runtimes import RUNTIMES, run_tool
 
 pytestmark = pytest.mark.interop
 
-WAKE = os.path.join(peers.ROOT, "tools", "wake.py")
-RUNTIMES = ["cpython", "micropython"]
 PSK = bytes.fromhex(peers.PSK_HEX)
 CCM_8 = "TLS_PSK_WITH_AES_128_CCM_8"
 OVERHEAD = 29  # CCM_8 record: 13 header + 8 explicit nonce + 8 tag
@@ -80,13 +75,9 @@ class Node:
         """One wake sending one request; returns (report, the request)."""
         self.n += 1
         msg = "reading %d from %s" % (self.n, self.runtime)
-        exe = micropython_binary() if self.runtime == "micropython" else sys.executable
-        argv = [exe, WAKE, self.srv.host, str(self.srv.port), self.srv.identity, self.srv.psk_hex,
-                "--state", self.state, "--bind", bind, "--send", msg] + TIMERS + list(extra)
-        p = subprocess.run(argv, cwd=peers.ROOT, capture_output=True, text=True, timeout=60)
-        assert p.returncode == 0, "wake crashed:\n%s\n%s" % (p.stdout, p.stderr)
-        r = json.loads(p.stdout.strip().splitlines()[-1])
-        assert r["runtime"] == self.runtime
+        r = run_tool(self.runtime, "wake.py", self.srv.host, self.srv.port, self.srv.identity,
+                     self.srv.psk_hex, "--state", self.state, "--bind", bind, "--send", msg,
+                     *(TIMERS + list(extra)), timeout=60)
         r["_msg"] = msg
         return r
 

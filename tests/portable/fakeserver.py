@@ -2,12 +2,18 @@
 # It builds each server flight as a list of records the test may drop, reorder, duplicate,
 # fragment or tamper with before handing datagrams to the client. Key schedule and record
 # protection come from dtls_lite (checked by vectors and by the real-server interop tests);
-# message parsing and sequencing here are written independently of the client's.
+# record and message parsing (tests/support/wire.py) and sequencing here are written
+# independently of the client's.
 import struct
 
 from dtls_lite import crypto
 from dtls_lite import handshake as hs
 from dtls_lite import record as rl
+
+try:
+    from support import wire
+except ImportError:  # only tests/portable and the repo root on sys.path (tools/bench.py)
+    from tests.support import wire
 
 CT_TLS12_CID = 25  # RFC 9146 (deliberately not taken from dtls_lite.record)
 PSK = bytes.fromhex("73656372657450534b")
@@ -30,36 +36,18 @@ class Rng:
 
 def records(datagram, cid_len=0):
     """[(ctype, epoch, seq, fragment)] of a datagram (tls12_cid records: CID not included)."""
-    return [(r[0], r[1], r[2], r[4]) for r in cid_records(datagram, cid_len)]
+    return [(r[0], r[1], r[2], r[4]) for r in wire.records(datagram, cid_len)]
 
 
 def cid_records(datagram, cid_len=0):
     """[(ctype, epoch, seq, cid, fragment)] of a datagram; cid is None but in tls12_cid records,
     whose header has cid_len bytes of CID before the length (RFC 9146 4)."""
-    out = []
-    off = 0
-    while off < len(datagram):
-        ctype, _, _, epoch, hi, lo = struct.unpack_from(">BBBHHI", datagram, off)
-        h = off + 11
-        cid = None
-        if ctype == CT_TLS12_CID:
-            cid = datagram[h:h + cid_len]
-            h += cid_len
-        n = struct.unpack_from(">H", datagram, h)[0]
-        out.append((ctype, epoch, (hi << 32) | lo, cid, datagram[h + 2:h + 2 + n]))
-        off = h + 2 + n
-    return out
+    return [r[:5] for r in wire.records(datagram, cid_len)]
 
 
 def messages(payload):
     """[(msg_type, message_seq, fragment_offset, length, body)] of a handshake payload."""
-    out = []
-    off = 0
-    while off < len(payload):
-        t, length, seq, foff, flen = hs.pull_header(payload, off)
-        out.append((t, seq, foff, length, payload[off + 12:off + 12 + flen]))
-        off += 12 + flen
-    return out
+    return [m[:5] for m in wire.messages(payload)]
 
 
 def cid_aad(epoch, seq, cid, length):
