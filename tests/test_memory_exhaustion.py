@@ -9,28 +9,31 @@ heap is large enough for everything. After the first MemoryError of a run the ba
 off and the server retransmits its last flight.
 
 Every run must end connected (the datagram was dropped, the retransmission completed the
-handshake, the server verified our Finished) or closed with a DTLSError; receive() must
-never raise. The distinct failure points (the client's stack at each MemoryError) are
-counted and reported; the test requires many of them, so a change that stops the ballast
-from biting fails here rather than passing vacuously.
+handshake, the server verified our Finished, the application record arrived); receive() must
+never raise, and no run may end closed or stuck. The distinct failure points (the client's
+innermost frame at each MemoryError) are counted and reported; the test requires at least
+MIN_POINTS of them (README's figure), so a change that stops the ballast from biting fails
+here rather than passing vacuously.
 """
 import json
 import os
 import subprocess
 
-import pytest
-
-from test_mpy import _venv_tool
+from support import runtimes as rt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAP = "1m"
 STEP = 40  # bytes of extra room per run
-MIN_POINTS = 25  # distinct failure points the sweep must reach (36 when written)
+# Distinct failure points the sweep must reach, the figure README gives: 40 were measured at
+# commit 24d7f9d (415 runs, every one connected), 39 with the handshake split out of
+# connection.py. The points are file, line and function, so any change of the client moves a
+# few; a ballast that stops biting loses nearly all. Re-measure with `pytest -s`.
+MIN_POINTS = 35
 
 _SCRIPT = r"""
 import gc, io, json, sys
 ROOT = %(root)r
-sys.path[:0] = [ROOT + "/tests/portable", ROOT]
+sys.path[:0] = [ROOT + "/tests/portable", ROOT + "/tests", ROOT]
 from dtls_lite import connection as cn
 from dtls_lite.errors import DTLSError
 from fakeserver import IDENTITY, PSK, FakeServer, Rng
@@ -103,7 +106,7 @@ def run(free, target):
             if not out:
                 answer = srv.records()  # our answer never came: the server retransmits
             datagram = b"".join(answer)
-        oom = c._oom
+        oom = c.oom_drops
         if hit is None and step == target:
             fill(free)
         try:
@@ -112,7 +115,7 @@ def run(free, target):
             release()
             return {"outcome": "raised", "error": repr(e), "at": where(e), "hit": hit}
         release()
-        if c._oom != oom:
+        if c.oom_drops != oom:
             hit = where(SLOT[0]) if SLOT[0] is not None else "receive() outside _on_datagram"
         SLOT[0] = None
         out = c.datagrams_to_send()
@@ -151,28 +154,23 @@ print(json.dumps(results))
 
 
 def test_memory_error_anywhere_in_receive():
-    micropython = _venv_tool("micropython")
-    if micropython is None:
-        pytest.fail("micropython missing: run `make venv`", pytrace=False)
+    micropython = rt.executable("micropython")
     script = _SCRIPT % {"root": ROOT, "runs": 2000, "step": STEP}
     p = subprocess.run([micropython, "-X", "heapsize=" + HEAP, "-c", script], cwd=ROOT,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     results = json.loads(p.stdout.strip().splitlines()[-1])
-    bad = [r for r in results if r["outcome"] not in ("connected", "closed")
-           or (r["outcome"] == "closed" and not r["dtls_error"])]
-    assert not bad, bad[:5]
     hits = [r for r in results if r["hit"] is not None]
     points = sorted(set(r["hit"] for r in hits))
     recovered = [r for r in hits if r["outcome"] == "connected"]
-    closed = [r for r in results if r["outcome"] == "closed"]
     top = [max(r["free"] for r in results if r["target"] == t) for t in range(4)]
     print("\nmemory exhaustion: %d runs (heap %s, free 0..%s B for server datagrams 0..3),"
-          " %d hit by MemoryError at %d distinct points; %d completed after the"
-          " retransmission, %d closed cleanly"
+          " %d hit by MemoryError at %d distinct points; %d completed after the retransmission"
           % (len(results), HEAP, "/".join(str(t) for t in top), len(hits), len(points),
-             len(recovered), len(closed)))
+             len(recovered)))
     for pt in points:
         print("  " + pt)
+    bad = [r for r in results if r["outcome"] != "connected"]
+    assert not bad, "%d of %d runs did not complete: %s" % (len(bad), len(results), bad[:5])
     assert len(points) >= MIN_POINTS, points
     assert results[-1]["outcome"] == "connected" and results[-1]["hit"] is None

