@@ -127,6 +127,9 @@ build_port() {  # $1: build dir, $2: frozen manifest ('' for none)
 if [ -n "$MANIFEST" ]; then
     log "building a 32-bit micropython with $MANIFEST frozen in"
     build="$DIR/build-frozen-$(echo "$MANIFEST" | md5sum | cut -c1-8)"
+    # The port's make compiles a frozen .py again only when it is newer than its .mpy; a file
+    # restored with an older mtime (git, another checkout) would stay stale: compile them all.
+    rm -rf "$build/frozen_mpy"
     build_port "$build" "$MANIFEST" >"$build.log" 2>&1 \
         || { tail -n 40 "$build.log" >&2; die "building the frozen firmware failed (log: $build.log)"; }
     mkdir -p "$(dirname "$OUTPUT")"
