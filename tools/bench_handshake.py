@@ -7,7 +7,8 @@ against OpenSSL s_server on loopback in the same run.
   from /proc/<pid>/task/*/schedstat (nanoseconds) just before and just after each handshake
   (the worker waits on stdin in between): start-up and imports are not counted;
 - on MicroPython our client and the built-in alternate handshake by handshake in one process,
-  so machine slowdowns (this 2-core machine has phases ~1.7x apart) hit both alike;
+  so machine slowdowns (this 2-core machine has phases ~1.7x apart) hit both alike; dtls_lite
+  is loaded from .mpy there, as a device does (benchkit.mpy_env);
 - wire: datagrams and DTLS payload bytes both ways of one handshake (no close_notify),
   counted by a UDP relay in this process.
 Each handshake gets a fresh server: they serve one association at a time and the built-in
@@ -17,6 +18,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 from contextlib import ExitStack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,13 +37,18 @@ CCM_8 = "C0A8"
 CPU_RATIO_TARGET = 2.5
 
 
+# exe -> environment of its worker: MicroPython loads dtls_lite from .mpy, as a device does
+# (set by bench_handshake(); benchkit.mpy_env)
+_ENV = {}
+
+
 def _run_worker(exe, jobs, close=True):
     """Run the worker on [(client, port)]; returns (per-job [(wall_ms, cpu_ms)], final report)."""
     argv = [exe, WORKER, "127.0.0.1", peers.IDENTITY, peers.PSK_HEX] + ["%s:%d" % j for j in jobs]
     if not close:
         argv.append("--no-close")
     results = []
-    with benchkit.Worker(argv, timeout_s=600) as w:
+    with benchkit.Worker(argv, timeout_s=600, env=_ENV.get(exe)) as w:
         if w.line() != "ready":
             raise SystemExit("benchmark worker did not start (%s): %s" % (exe, w.reap()[3][-2000:]))
         for _ in jobs:
@@ -86,6 +93,12 @@ def _row(client, runtime, results, report, wire):
 
 def bench_handshake(n=30):
     mp = benchkit.need_micropython()
+    with tempfile.TemporaryDirectory(prefix="dtls-lite-bench-hs-") as tmp:
+        _ENV[mp] = benchkit.mpy_env(tmp)
+        return _bench_handshake(n, mp)
+
+
+def _bench_handshake(n, mp):
     with ExitStack() as stack:
         servers = [stack.enter_context(peers.openssl_server(ciphers=CIPHERS)) for _ in range(3 * n)]
         ports = [s.port for s in servers]

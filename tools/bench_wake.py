@@ -32,8 +32,10 @@ ChangeCipherSpec record), handshake round trips (client-to-server turns answered
 server, from the datagram order), wall time in the process (ours: tools/wake.py's wall_us,
 from creating the client to after suspend(), one request and its reply included; built-in:
 handshake plus request and reply; s_client: process start to the reply, marked *), CPU time
-(schedstat of the process between "go" and its report: start-up and imports not counted; for
-s_client the whole process's rusage, marked *).
+(schedstat of the process between "go" and its report: start-up and the wake script's own
+imports not counted, what the library imports during the wake counted; for s_client the whole
+process's rusage, marked *). MicroPython loads dtls_lite from .mpy, as a device does
+(benchkit.mpy_env): a module imported during the wake is loaded, not compiled from source.
 In-process figures: the same-address wake without the network (load the file store, restore,
 seal, open a reply sealed beforehand by a server-side record state, save; ticks_us median, the
 store on tmpfs, and on disk for comparison) and full vs abbreviated handshake CPU (schedstat
@@ -80,12 +82,17 @@ def _runtimes():
     return [("cpython", sys.executable), ("micropython", benchkit.need_micropython())]
 
 
+# exe -> environment of its workers: MicroPython loads dtls_lite from .mpy, as a device does
+# (set by bench_wake(); benchkit.mpy_env)
+_ENV = {}
+
+
 # ---- one process, measured ----------------------------------------------------------------
 
 def run_worker(exe, args):
     """Runs tools/workers/bench_wake.py; returns its JSON report plus cpu_ms (schedstat between
     go and the report), proc_cpu_ms and proc_wall_ms (the whole process, start-up included)."""
-    with benchkit.Worker([exe, WORKER] + args, timeout_s=_WORKER_TIMEOUT_S) as w:
+    with benchkit.Worker([exe, WORKER] + args, timeout_s=_WORKER_TIMEOUT_S, env=_ENV.get(exe)) as w:
         ready = w.line()
         line = ""
         cpu = None
@@ -360,7 +367,7 @@ def handshake_cpu(runtimes, pairs):
         with peers.pion_server(noems=True, cookie=cookie) as srv:
             for name, exe in runtimes:
                 w = benchkit.Worker([exe, WORKER, "handshakes", srv.host, str(srv.port), peers.IDENTITY,
-                                     peers.PSK_HEX], timeout_s=_WORKER_TIMEOUT_S)
+                                     peers.PSK_HEX], timeout_s=_WORKER_TIMEOUT_S, env=_ENV.get(exe))
                 res = {"full": [], "abbreviated": []}
                 walls = {"full": [], "abbreviated": []}
                 bad = []
@@ -536,6 +543,7 @@ def bench_wake(rounds=3, pairs=20, hot_n=500):
     runtimes = _runtimes()
     tmp = tempfile.mkdtemp(prefix="dtls-lite-bench-wake-")
     try:
+        _ENV[runtimes[1][1]] = benchkit.mpy_env(tmp)
         started = time.time()
         wakes, tens = pion_rounds(runtimes, rounds, tmp)
         wakes += mbedtls_cookie_rounds(runtimes, rounds, tmp)

