@@ -30,7 +30,8 @@ def _wait():
 
 def run_wake(argv):
     import wake as tool  # tools/wake.py: the very wake the demo and the scenario tests run
-    from dtls_lite import state  # noqa: F401  (imported lazily by the client: an import, not the wake)
+    # imported lazily by the client with a store: imports, not the wake (from .py they compile)
+    from dtls_lite import keeper, state  # noqa: F401
     o = tool.parse(argv)
     _say("ready")
     _wait()
@@ -71,6 +72,8 @@ def run_builtin(argv):
 
 def run_handshakes(argv):
     from dtls_lite.client import DTLSClient
+    from dtls_lite.connection import Connection
+    Connection.drop_handshake_code = False  # many handshakes in one process: import them once
     host, port, identity, psk = argv[0], int(argv[1]), argv[2].encode(), bytes.fromhex(argv[3])
     c = DTLSClient(host, port, identity, psk)
     session = c.conn.session  # resumable: the server keeps it after our close_notify
@@ -99,7 +102,7 @@ def run_hot(argv):
     from dtls_lite import record as rl
     from dtls_lite import state
     from dtls_lite import wake
-    from dtls_lite.client import _RESERVE
+    from dtls_lite.keeper import RESERVE
     from dtls_lite.store import FileStore
     folder, n = argv[0], int(argv[1])
     identity, psk = b"Client_identity", bytes.fromhex("73656372657450534b")
@@ -141,7 +144,7 @@ def run_hot(argv):
         conn.receive(replies[i], 1)
         ev = conn.next_event()
         t4 = ticks_us()
-        snap = conn.snapshot(_RESERVE)  # as DTLSClient.suspend() saves it
+        snap = conn.snapshot(RESERVE)  # as DTLSClient.suspend() saves it
         snap.server = server
         snap.local = local
         snap.last_exchange_s = 1000 + i
