@@ -140,14 +140,24 @@ class DTLSClient:
         if socket_factory is not None and not callable(socket_factory):
             raise UsageError("socket_factory must be a function: socket_factory(family) -> socket")
         self._sock = socket_factory(family) if socket_factory else socket.socket(family, socket.SOCK_DGRAM)
+        # One buffer for every datagram received, made while the heap is young: CPython
+        # receives into it (recv_into); MicroPython has no recv_into and its recv(n) allocates n
+        # bytes per datagram, so there the socket is non-blocking, poll() waits and readinto()
+        # takes what is queued: datagrams back to back, whole records all (a record never spans
+        # datagrams, RFC 6347 4.1.1), which receive() parses one by one as it would anyway.
+        self._buf = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buf)
         self._recv_into = getattr(self._sock, "recv_into", None)
-        if self._recv_into is not None:
-            self._buf = bytearray(RECV_SIZE)
-            self._view = memoryview(self._buf)
+        self._poll = None
         try:
             if bind is not None:
                 self._sock.bind(resolve(bind[0], bind[1])[1])
             self._sock.connect(self.server)
+            if self._recv_into is None:
+                import select
+                self._poll = select.poll()
+                self._poll.register(self._sock, select.POLLIN)
+                self._sock.settimeout(0)
             self._local_key = self._find_local(bind, local)
             if connect:
                 self.connect()
@@ -362,14 +372,19 @@ class DTLSClient:
         self._handle_events()
 
     def _recv(self, deadline):
-        """One datagram, or None once the connection's timer or the deadline is due."""
+        """Received bytes (a memoryview of the buffer), or None once the connection's timer or
+        the deadline is due."""
         wake_ms = self.conn.timer()
         if deadline is not None and (wake_ms is None or deadline < wake_ms):
             wake_ms = deadline
-        self._sock.settimeout(None if wake_ms is None else max(wake_ms - self._clock.now(), 1) / 1000)
+        wait = -1 if wake_ms is None else max(wake_ms - self._clock.now(), 1)
         try:
-            if self._recv_into is None:
-                return self._sock.recv(RECV_SIZE)
+            if self._poll is not None:
+                for _ in self._poll.ipoll(wait):  # ipoll: no list per call
+                    n = self._sock.readinto(self._buf)  # None: woken with nothing queued
+                    return self._view[:n] if n else None
+                return None
+            self._sock.settimeout(None if wake_ms is None else wait / 1000)
             return self._view[:self._recv_into(self._buf)]
         except OSError as e:
             if _is_refused(e):
