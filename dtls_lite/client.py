@@ -41,6 +41,7 @@ class Clock:
 
 
 _ECONNREFUSED = 111  # Linux and lwIP (ESP32) alike
+_EAGAIN = 11
 
 
 def _is_refused(e):
@@ -352,10 +353,12 @@ class DTLSClient:
                 self._sock.send(d)
             except OSError as e:
                 # ICMP errors are unauthenticated and often transient (server restarting):
-                # count them and let the retransmission timer decide, as for a lost datagram.
-                if not _is_refused(e):
+                # count them and let the retransmission timer decide, as for a lost datagram;
+                # so is a full send buffer of the non-blocking socket (MicroPython).
+                if _is_refused(e):
+                    self.port_unreachable += 1
+                elif not e.args or e.args[0] != _EAGAIN:
                     raise
-                self.port_unreachable += 1
 
     def _pump(self, deadline):
         """Send what is queued, wait for one datagram or the next timer, handle events."""

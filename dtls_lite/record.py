@@ -355,6 +355,8 @@ class ReadState:
         if it is authentic and fresh, else None (the caller counts the drop)."""
         if self.cipher is None:
             return rec[HEADER_LEN:]  # epoch 0: nothing to check; handshake layer drops duplicates
+        if rec[2] != 0xFD:  # protected records are DTLS 1.2 (0xFEFD): the MAC covers our constant
+            return None
         hi = (rec[5] << 16) | (rec[6] << 8) | rec[7]  # the 48-bit sequence number's halves
         lo = (rec[8] << 16) | (rec[9] << 8) | rec[10]
         if self._replay(hi, lo):

@@ -158,10 +158,10 @@ def test_records_open_once_and_only_unchanged():
         old, new = w.protect(23, b"old"), w.protect(23, b"new")
         assert r.open(new) == b"new" and r.open(old) == b"old"  # older but unseen: accepted
         rec = w.protect(rl.CT_APPLICATION_DATA, b"tamper me")
-        # any byte but the version (1, 2: the additional data has the constant 0xFEFD, and
-        # the caller checks the record's version and epoch) and the length field (11, 12: the
-        # caller cuts records with record_end; open() authenticates the length it is given)
-        for i in (0, 3, 4, 5, 10, 13, 20, len(rec) // 2, len(rec) - 1):
+        # any byte but the version's first (1: the caller checks it is 0xFE, with the epoch)
+        # and the length field (11, 12: the caller cuts records with record_end; open()
+        # authenticates the length it is given); a protected record must say 0xFEFD
+        for i in (0, 2, 3, 4, 5, 10, 13, 20, len(rec) // 2, len(rec) - 1):
             bad = bytearray(rec)
             bad[i] ^= 0x01
             assert r.open(bytes(bad)) is None, (suite, etm, i)
