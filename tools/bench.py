@@ -228,7 +228,8 @@ SECTIONS = {"crypto": (bench_crypto, print_crypto), "handshake": (bench_handshak
 def bench_wake(args):
     from bench_wake import bench_wake as run
     # scale 4 (the default): 3 rounds, 20 full/abbreviated pairs, 500 in-process wakes
-    return run(rounds=max(1, args.scale * 3 // 4), pairs=5 * args.scale, hot_n=125 * args.scale)
+    return run(rounds=max(1, args.scale * 3 // 4), pairs=5 * args.scale, hot_n=125 * args.scale,
+               old_root=args.old and os.path.abspath(args.old))
 
 
 def print_wake(r):
@@ -248,6 +249,8 @@ def main(argv=None):
     ap.add_argument("--micropython", help="micropython binary (default: next to python)")
     ap.add_argument("--mp-heapsize", help="micropython -X heapsize=, e.g. 64K (ESP32-like)")
     ap.add_argument("--handshakes", type=int, default=30, help="handshakes per client (handshake section)")
+    ap.add_argument("--old", metavar="TREE", help="an older checkout (`git archive 876eb97`): the wake"
+                    " section alternates its continued wakes with ours for the old figure")
     args = ap.parse_args(argv)
     names = [s for s in args.only.split(",") if s]
     for name in names:

