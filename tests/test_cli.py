@@ -10,17 +10,15 @@ tcpdump capture with tshark. A missing server, tcpdump or tshark fails the test.
 """
 import os
 import re
-import select
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 import dtls_lite
+import netem
 import peers
 from dtls_lite.desktop import trace
 
@@ -286,64 +284,15 @@ def test_no_reply_exit_5_and_reply_ms_0():
 
 # ---- -v trace under loss ---------------------------------------------------------------------
 
-class _Relay:
-    """A UDP relay on loopback for one client: `fate(direction, n, datagram)` returns how many
-    copies to forward (0 drops it); direction ">" is client to server, n counts per direction."""
-
-    def __init__(self, server, fate):
-        self.server = server
-        self.fate = fate
-        self.down = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.down.bind(("127.0.0.1", 0))
-        self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.up.connect(server)
-        self.client = None
-        self.counts = {">": 0, "<": 0}
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def port(self):
-        return self.down.getsockname()[1]
-
-    def _run(self):
-        while not self._stop:
-            ready = select.select([self.down, self.up], [], [], 0.05)[0]
-            for s in ready:
-                data, addr = s.recvfrom(4096)
-                way = ">" if s is self.down else "<"
-                if way == ">":
-                    self.client = addr
-                elif self.client is None:
-                    continue
-                n = self.counts[way]
-                self.counts[way] += 1
-                for _ in range(self.fate(way, n, data)):
-                    if way == ">":
-                        self.up.send(data)
-                    else:
-                        self.down.sendto(data, self.client)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join(5)
-        self.down.close()
-        self.up.close()
-
-
 def test_trace_shows_retransmission_and_dropped_records():
     def fate(way, n, data):
-        if way == ">" and n == 0:
+        if way == netem.UP and n == 0:
             return 0  # lose the first ClientHello: the client retransmits it
-        if way == "<" and data[0] == 20:
+        if way == netem.DOWN and data[0] == 20:
             return 2  # the server's CCS + Finished twice: the copy is a replay, dropped
         return 1
 
-    with peers.pion_server(cookie=False) as srv, _Relay(srv.address, fate) as relay:
+    with peers.pion_server(cookie=False) as srv, netem.Relay(srv.address, fate=fate) as relay:
         p = cli("127.0.0.1:%d" % relay.port, "--psk", srv.psk_hex, "--timeout-ms", "100", "-v",
                 "--send", "through the relay")
     assert p.returncode == 0 and p.stdout == b"through the relay\n", p.stderr
@@ -355,7 +304,7 @@ def test_trace_shows_retransmission_and_dropped_records():
 
 def test_silent_server_handshake_timeout_exit_3():
     """A relay that forwards nothing: no answer and no ICMP, so the retransmissions run out."""
-    with _Relay(("127.0.0.1", peers.free_udp_port()), lambda way, n, data: 0) as relay:
+    with netem.Relay(("127.0.0.1", peers.free_udp_port()), fate=lambda way, n, data: 0) as relay:
         p = cli("127.0.0.1:%d" % relay.port, "--psk", "00", "--timeout-ms", "50",
                 "--retransmits", "2", "-v", "--send", "x")
         assert p.returncode == 3, p.stderr

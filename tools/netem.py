@@ -13,6 +13,7 @@ balancer does in front of a DTLS server).
         r.rebind()        # from now on the server sees a NEW source port (a NAT rebinding)
         r.dead = True     # drop everything both ways (a dead link)
         Relay(..., dead_after=2)   # the link dies after the first 2 datagrams (any direction)
+        Relay(..., fate=f)         # f(direction, n, data) -> copies: a scripted link
     with netem.Relay((srv.host, srv.port), cid_len=6) as front:   # a CID-routing front
         front.cid_moves   # times an association followed its CID to a new client address
         front.dropped     # tls12_cid datagrams whose CID no association has (or too many clients)
@@ -129,8 +130,11 @@ class Association:
 class Relay:
     def __init__(self, upstream, seed=0, loss=0.0, dup=0.0, reorder=0.0, delay_ms=(0, 0),
                  listen_host="127.0.0.1", listen_port=0, up=None, down=None,
-                 reorder_hold_ms=100, dead_after=None, cid_len=None):
+                 reorder_hold_ms=100, dead_after=None, cid_len=None, fate=None):
         self.upstream = (upstream[0], int(upstream[1]))
+        # fate(direction, n, data) -> copies to forward (0 drops, 2 duplicates), n counting the
+        # direction's datagrams from 0: a scripted link instead of the seeded draws
+        self.fate = fate
         self.seed = seed
         self.cid_len = cid_len
         common = dict(loss=loss, dup=dup, reorder=reorder, delay_ms=delay_ms,
@@ -402,6 +406,9 @@ class Relay:
             self.dead = True
         if self.dead:
             fate = "dead"
+        elif self.fate is not None:
+            copies = self.fate(direction, self._counts[direction]["received"], data)
+            fate = "drop" if copies == 0 else "dup" if copies > 1 else "send"
         elif r_loss < link.loss:
             fate = "drop"
         elif r_dup < link.dup:
