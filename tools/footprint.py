@@ -70,7 +70,7 @@ HEAP_STEP = 512  # bisection resolution, bytes
 HEAP_LO = 4096  # assumed too small for any wake
 HEAP_HI = {"mpy_32": 256 * 1024, "frozen_32": 256 * 1024, "mpy_64": 512 * 1024}
 CONFIRM_RUNS = 2  # more runs at the smallest heap found; any failure moves it up a step
-PROBE_TIMEOUT_S = 60
+PROBE_TIMEOUT_S = 30  # a wake ends within ~10 s (footprint_wake's deadlines)
 
 
 def find_mpy_cross():

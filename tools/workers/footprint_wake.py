@@ -2,8 +2,8 @@
 # process per wake (MicroPython, the library from .mpy or frozen; this file compiled to .mpy
 # too, run as `micropython -X heapsize=N -m footprint_wake ...` with MICROPYPATH set).
 #   footprint_wake HOST PORT IDENTITY PSK_HEX STATE_FILE BIND_HOST BIND_PORT [measure]
-# connect() (the wake policy continues, resumes or does a full handshake), one request and its
-# reply, suspend() (saved, no close_notify). Prints "wake ACTION REPLIED", ACTION the wake
+# connect() (the wake policy continues, resumes or does a full handshake; at most 4 s), one
+# request and its reply (at most 2 s), suspend() (saved, no close_notify). Prints "wake ACTION REPLIED", ACTION the wake
 # policy's final choice (continue, abbreviated, full) and REPLIED 1 if the reply came.
 # With "measure" it also prints the heap in use (gc.mem_alloc() after gc.collect()) at each
 # step, and the dtls_lite modules loaded once connected:
@@ -23,8 +23,11 @@ from dtls_lite.store import FileStore  # noqa: E402
 if _measure:
     gc.collect()
     _heap.append(gc.mem_alloc())
+# A handshake whose datagrams keep meeting MemoryError (dropped, the connection rolled back)
+# would wait for the server's retransmissions until the default deadline (minutes): 4 s is a
+# few of pion's retransmissions, so a heap that is too small fails fast.
 c = DTLSClient(_a[1], int(_a[2]), _a[3].encode(), bytes.fromhex(_a[4]), bind=(_a[6], int(_a[7])),
-               store=FileStore(_a[5]), connect=False)
+               store=FileStore(_a[5]), connect=False, handshake_timeout_ms=4000)
 if _measure:
     gc.collect()
     _heap.append(gc.mem_alloc())
