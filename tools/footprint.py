@@ -69,7 +69,8 @@ KINDS = ("continue", "abbreviated", "full")
 HEAP_STEP = 512  # bisection resolution, bytes
 HEAP_LO = 4096  # assumed too small for any wake
 HEAP_HI = {"mpy_32": 256 * 1024, "frozen_32": 256 * 1024, "mpy_64": 512 * 1024}
-CONFIRM_RUNS = 2  # more runs at the smallest heap found; any failure moves it up a step
+CONFIRM_RUNS = 2  # more runs at the figure found; any failure moves it up a step
+SCAN_DOWN, SCAN_UP = 4, 12  # steps tried one by one around the bisection's boundary
 PROBE_TIMEOUT_S = 30  # a wake ends within ~10 s (footprint_wake's deadlines)
 
 
@@ -465,30 +466,43 @@ def _why(out):
 
 
 def smallest_heap(probe):
-    """The smallest heap (a multiple of HEAP_STEP) in which the wake got its reply, confirmed
-    by CONFIRM_RUNS more runs; with the failure seen one step below."""
+    """The smallest heap (a multiple of HEAP_STEP) from which the wake gets its reply at every
+    step of a window above it, and the smallest in which it got it at all: near the limit a
+    heap can fail where a smaller one works (where the receive buffer lands in a fragmented
+    heap). Bisection first, then each step from SCAN_DOWN below to SCAN_UP above the
+    boundary, then CONFIRM_RUNS more runs at the figure (a failure moves it up a step)."""
     hi = HEAP_HI[probe.rt.key]
     ok, out = probe.works(hi)
     if not ok:
         return {"error": "no reply even with %d B of heap: %s" % (hi, _why(out))}
     lo = HEAP_LO
-    below = None
     for _ in range(40):  # bounded: log2(HEAP_HI / HEAP_STEP) < 12
         if hi - lo <= HEAP_STEP:
             break
         mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
-        ok, out = probe.works(mid)
-        if ok:
+        if probe.works(mid)[0]:
             hi = mid
         else:
-            lo, below = mid, _why(out)
+            lo = mid
+    seen = {}  # heap -> why it failed, or None
+    for h in range(max(HEAP_LO, hi - SCAN_DOWN * HEAP_STEP), hi + (SCAN_UP + 1) * HEAP_STEP, HEAP_STEP):
+        ok, out = probe.works(h)
+        seen[h] = None if ok else _why(out)
+    top = max(seen)
+    failed = [h for h in sorted(seen) if seen[h] is not None]
+    robust = max(failed) + HEAP_STEP if failed else min(seen)
     for _ in range(20):  # confirm; a failure (fragmentation) moves it up a step
-        fails = [out for ok, out in (probe.works(hi) for _ in range(CONFIRM_RUNS)) if not ok]
+        fails = [out for ok, out in (probe.works(robust) for _ in range(CONFIRM_RUNS)) if not ok]
         if not fails:
             break
-        below = _why(fails[0])
-        hi += HEAP_STEP
-    return {"bytes": hi, "kb": hi / 1024.0, "failure_below": below, "runs": probe.runs}
+        seen[robust] = _why(fails[0])
+        robust += HEAP_STEP
+    working = [h for h in sorted(seen) if seen[h] is None]
+    below = [h for h in sorted(seen) if h < robust and seen[h] is not None]
+    return {"bytes": robust, "kb": robust / 1024.0,
+            "smallest_working_bytes": min(working + [robust]),
+            "failing_below": below, "failure_below": seen[below[-1]] if below else None,
+            "window": [min(seen), top], "runs": probe.runs}
 
 
 def measure_heap(probe):
@@ -565,7 +579,7 @@ def targets(report, old):
             continue
         o = _get(old, "wakes", "mpy_32", kind, "bytes")
         out.append(benchkit.target("smallest heap, " + name, round(v / 1024.0, 1),
-                                   limit / 1024.0, v <= limit, "bisection, confirmed",
+                                   limit / 1024.0, v <= limit, "bisection, then every step of the window, confirmed",
                                    old=None if o is None else round(o / 1024.0, 1), unit=" KB"))
     return out
 
@@ -607,7 +621,8 @@ def print_report(report, old, old_label):
         wakes = report["wakes"]
         cols = [k for k in RUNTIMES if k in wakes]
         print("\nsmallest heap per wake, KB: the client with a FileStore, each wake a new process"
-              " against pion on loopback%s" % note)
+              " against pion on loopback;\nevery heap from this one up (%d KB tried one by one)"
+              " gets the reply%s" % (SCAN_UP * HEAP_STEP // 1024, note))
         print("%-14s" % "wake" + "".join("%18s" % TITLES[k] for k in cols))
         for kind in KINDS:
             print("%-14s" % kind + "".join(
@@ -620,6 +635,11 @@ def print_report(report, old, old_label):
                     print("  %s %s: %s" % (k, kind, e["error"]))
                 elif e.get("failure_below"):
                     print("  %s %s: one step below: %s" % (k, kind, e["failure_below"]))
+                    if e["smallest_working_bytes"] < e["bytes"]:
+                        print("    also worked in %s KB; failed in %s KB" % (
+                            _kb(e["smallest_working_bytes"]),
+                            ", ".join(_kb(h) for h in e["failing_below"]
+                                      if h > e["smallest_working_bytes"])))
         print("\nheap in use during one wake (ample heap), KB: after the imports, before connect(),"
               " once connected, what connect() left, after the reply%s" % note)
         print("%-14s %-12s %14s %14s %14s %14s %14s  %s" % (
