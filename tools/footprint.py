@@ -578,8 +578,8 @@ def targets(report, old):
         if v is None:
             continue
         o = _get(old, "wakes", "mpy_32", kind, "bytes")
-        out.append(benchkit.target("smallest heap, " + name, round(v / 1024.0, 1),
-                                   limit / 1024.0, v <= limit, "bisection, then every step of the window, confirmed",
+        out.append(benchkit.target("smallest heap, " + name, round(v / 1024.0, 1), limit / 1024.0,
+                                   v <= limit, "bisection, then every step of the window, confirmed",
                                    old=None if o is None else round(o / 1024.0, 1), unit=" KB"))
     return out
 
