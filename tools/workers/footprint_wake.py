@@ -3,8 +3,9 @@
 # too, run as `micropython -X heapsize=N -m footprint_wake ...` with MICROPYPATH set).
 #   footprint_wake HOST PORT IDENTITY PSK_HEX STATE_FILE BIND_HOST BIND_PORT [measure]
 # connect() (the wake policy continues, resumes or does a full handshake; at most 4 s), one
-# request and its reply (at most 2 s), suspend() (saved, no close_notify). Prints "wake ACTION REPLIED", ACTION the wake
-# policy's final choice (continue, abbreviated, full) and REPLIED 1 if the reply came.
+# request and its reply (at most 2 s), suspend() (saved, no close_notify). Prints
+# "wake ACTION REPLIED": ACTION the wake policy's final choice (continue, abbreviated, full),
+# REPLIED 1 if the reply came.
 # With "measure" it also prints the heap in use (gc.mem_alloc() after gc.collect()) at each
 # step, and the dtls_lite modules loaded once connected:
 #   "heap START IMPORTED CLIENT CONNECTED DONE" and "modules NAME,NAME,...".
