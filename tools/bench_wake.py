@@ -485,7 +485,7 @@ def _target(name, value, limit, met, how, old=None, unit=""):
     return benchkit.target(name, value, limit, met, how, old=old, unit=unit)
 
 
-def targets(rows, wakes, tens, hs, hots, runtimes, ab=None):
+def targets(rows, wakes, tens, hs, hots, runtimes, old_new=None):
     t = []
     names = [n for n, _ in runtimes]
     ours = [r for r in rows if r["client"] == "dtls-lite"]
@@ -555,12 +555,12 @@ def targets(rows, wakes, tens, hs, hots, runtimes, ab=None):
                          and cont[0]["cpu_ms"] <= CONTINUED_WAKE_CPU_MS and not cont[0]["failed"],
                          "%d wakes against pion, schedstat from go to the report; old from tools/baseline.json"
                          % cont[0]["n"], old=old))
-    if ab and ab["new_cpu_ms"] is not None:
+    if old_new and old_new["new_cpu_ms"] is not None:
         t.append(_target("continued wake CPU as a new MicroPython process, alternating with the old tree (ms, median)",
-                         ab["new_cpu_ms"], CONTINUED_WAKE_CPU_MS,
-                         ab["new_cpu_ms"] <= CONTINUED_WAKE_CPU_MS and not ab["failed"],
-                         "%d wakes each against one pion, old: %s" % (ab["n"], ab["old_root"]),
-                         old=ab["old_cpu_ms"]))
+                         old_new["new_cpu_ms"], CONTINUED_WAKE_CPU_MS,
+                         old_new["new_cpu_ms"] <= CONTINUED_WAKE_CPU_MS and not old_new["failed"],
+                         "%d wakes each against one pion, old: %s" % (old_new["n"], old_new["old_root"]),
+                         old=old_new["old_cpu_ms"]))
     for h in hots:
         if h["runtime"] == "micropython" and h["store_on"] == "tmpfs":
             t.append(_target("same-address wake CPU in process, micropython (us, median)",
@@ -583,7 +583,7 @@ def bench_wake(rounds=3, pairs=20, hot_n=500, old_root=None, old_n=20):
         tens += ct
         hs = handshake_cpu(runtimes, pairs)
         hots = hot(runtimes, hot_n, tmp)
-        ab = continued_old_new(runtimes[1][1], old_root, old_n, tmp) if old_root else None
+        old_new = continued_old_new(runtimes[1][1], old_root, old_n, tmp) if old_root else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = _kind_rows(wakes)
@@ -591,8 +591,8 @@ def bench_wake(rounds=3, pairs=20, hot_n=500, old_root=None, old_n=20):
                      "rounds": rounds, "pairs": pairs, "hot_iterations": hot_n,
                      "machine": platform.machine(), "platform": platform.platform(),
                      "load_before": os.getloadavg()[0], "cpus": os.cpu_count()},
-            "rows": rows, "ten_wakes": tens, "handshake_cpu": hs, "hot": hots, "continued_old_new": ab,
-            "targets": targets(rows, wakes, tens, hs, hots, runtimes, ab), "wakes": wakes}
+            "rows": rows, "ten_wakes": tens, "handshake_cpu": hs, "hot": hots, "continued_old_new": old_new,
+            "targets": targets(rows, wakes, tens, hs, hots, runtimes, old_new), "wakes": wakes}
 
 
 def _f(v, fmt="%.2f"):
