@@ -169,7 +169,8 @@ def wake(cfg, board, client_class=None):
         host = setting(cfg, "SERVER_HOST")
         server_port = setting(cfg, "SERVER_PORT")
         identity = setting(cfg, "IDENTITY")
-        psk = bytes.fromhex(setting(cfg, "PSK_HEX"))
+        from binascii import unhexlify  # MicroPython 1.16 has no bytes.fromhex
+        psk = unhexlify(setting(cfg, "PSK_HEX"))
         if isinstance(identity, str):
             identity = identity.encode()
         bind_host = setting(cfg, "BIND_HOST")
