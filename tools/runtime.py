@@ -37,3 +37,18 @@ except ImportError:  # CPython
 
     def ticks_diff(a, b):
         return a - b
+
+
+def builtin_dtls(host, port, identity, psk):
+    """(SSLContext, connected UDP socket) of MicroPython's built-in `tls` DTLS-PSK client (C
+    Mbed TLS), the reference the benchmarks measure against: ctx.wrap_socket(s) runs its
+    handshake."""
+    import socket
+    import tls
+    ctx = tls.SSLContext(tls.PROTOCOL_DTLS_CLIENT)
+    ctx.verify_mode = tls.CERT_NONE
+    ctx.psk_identity = identity
+    ctx.psk_key = psk
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(socket.getaddrinfo(host, port)[0][-1])
+    return ctx, s
