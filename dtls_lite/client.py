@@ -8,12 +8,13 @@ import time
 
 from dtls_lite import connection as cn
 from dtls_lite import wake
-from dtls_lite.errors import ConnectionClosed, DTLSError, HandshakeTimeout, UsageError  # noqa: F401
+from dtls_lite.compat import MICROPYTHON
+from dtls_lite.errors import ConnectionClosed, HandshakeTimeout, UsageError
 
-# Largest datagram received: the largest UDP payload an Ethernet or WiFi link carries unfragmented
-# over IPv4 (1500 - 20 - 8). MicroPython's recv(n) allocates n bytes per datagram (its sockets
-# cannot receive a datagram into a buffer), so n stays no larger; CPython receives into one buffer.
-RECV_SIZE = 1472
+# The receive buffer. On MicroPython, where it is heap a node carries all the time: the largest
+# UDP payload an Ethernet or WiFi link carries unfragmented over IPv4 (1500 - 20 - 8); a longer
+# datagram is cut and its records dropped. On CPython (the desktop, any server): any UDP payload.
+RECV_SIZE = 1472 if MICROPYTHON else 65507
 
 try:
     _ticks_ms = time.ticks_ms
@@ -189,8 +190,7 @@ class DTLSClient:
         facts = 0
         if k is not None:
             self.saved = k.load()
-            facts = k.facts(self.saved, self.conn.suites, self._local_key,
-                            self._forced)
+            facts = k.facts(self.saved, self.conn.suites, self._local_key, self._forced)
         elif self._forced:
             facts = wake.FORCED
         action, self.wake_reason = wake.decide(facts)

@@ -1,6 +1,5 @@
 # Deterministic tests of the sans-I/O client: fixed RNG, fake time, a scripted server.
 # Runs under pytest and under the MicroPython unix port (plain asserts, no fixtures).
-import struct
 
 from dtls_lite import connection as cn
 from dtls_lite import handshake as hs
