@@ -512,8 +512,8 @@ def _drop_modules(names):
         if name in sys.modules:
             del sys.modules[name]
             short = name[10:]  # after "dtls_lite."
-            if pkg is not None and short in pkg.__dict__:
-                delattr(pkg, short)
+            if pkg is not None and hasattr(pkg, short):
+                delattr(pkg, short)  # the package's own reference to it
 
 
 def _hex(b):
