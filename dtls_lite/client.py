@@ -65,7 +65,15 @@ def resolve(host, port):
     try:
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
     except OSError as e:
-        raise UsageError("cannot resolve %s: %s" % (host, e))
+        if port:
+            raise UsageError("cannot resolve %s: %s" % (host, e))
+        # lwIP (the ESP32 firmware) refuses service 0 (EAI_SERVICE, -201): resolve with 1,
+        # then bind to port 0 (its sockaddr is an (ip, port) tuple)
+        try:
+            ai = socket.getaddrinfo(host, 1, 0, socket.SOCK_DGRAM)[0]
+        except OSError:
+            raise UsageError("cannot resolve %s: %s" % (host, e))
+        return ai[0], (ai[-1][0], 0)
     return ai[0], ai[-1]
 
 
