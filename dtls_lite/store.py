@@ -11,11 +11,19 @@
 # (the ESP32 default). On FAT, renaming onto an existing file fails; then the old file moves to
 # path + ".old" first, and load() falls back to ".old" while path is missing, so a power cut at
 # any step leaves a valid copy (the new one or the one before it). ".tmp" is never loaded: it
-# may be half-written. Runs on CPython and MicroPython's VFS (os.rename/remove/stat only).
+# may be half-written. MicroPython's FAT (VfsFat) does not fail: it removes the target, then
+# renames, and a power cut between the two would leave only ".tmp"; so on MicroPython the old
+# copy always moves to ".old" first (one rename more on littlefs, which would not need it).
+# Runs on CPython and MicroPython's VFS (os.rename/remove/stat only).
 import errno
 import os
 
 _HAS_FSYNC = hasattr(os, "fsync") and hasattr(os, "open")
+try:
+    import micropython  # noqa: F401
+    _SWAP_FIRST = True  # see the header: VfsFat's replacing rename is not atomic
+except ImportError:
+    _SWAP_FIRST = False
 
 
 class MemoryStore:
@@ -57,18 +65,29 @@ class FileStore:
     def save(self, data):
         data = bytes(data)
         self._write(self._tmp, data)
-        try:
-            self._rename(self._tmp, self.path)
-        except OSError as e:
-            if e.args[0] != errno.EEXIST:
-                raise
-            # FAT (and Windows): no rename onto an existing file. Keep the previous copy as
-            # .old until the new one is in place.
-            self._remove_if_there(self._old)
-            self._rename(self.path, self._old)
-            self._rename(self._tmp, self.path)
+        if _SWAP_FIRST:
+            self._swap_in()
+        else:
+            try:
+                self._rename(self._tmp, self.path)
+            except OSError as e:
+                if e.args[0] != errno.EEXIST:
+                    raise
+                self._swap_in()  # FAT (and Windows): no rename onto an existing file
         # A leftover .old (from this swap or an earlier crash) is stale now that path is new.
         self._remove_if_there(self._old)
+
+    def _swap_in(self):
+        # Keep the previous copy as .old until the new one is in place.
+        self._remove_if_there(self._old)
+        try:
+            if os.stat(self.path)[0] & 0x4000:  # a directory where the file belongs
+                raise OSError(errno.EISDIR)
+            self._rename(self.path, self._old)
+        except OSError as e:
+            if e.args[0] != errno.ENOENT:
+                raise
+        self._rename(self._tmp, self.path)
 
     def clear(self):
         for name in (self.path, self._tmp, self._old):
