@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtls-lite-installed
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && echo sudo)
 
-.PHONY: venv peers mp32 test demo bench footprint clean distclean
+.PHONY: venv peers mp32 test demo bench footprint clean distclean esp32emu esp32emu-test
 
 venv: $(STAMP)
 
@@ -51,6 +51,22 @@ bench: venv peers
 # MicroPython (.mpy and frozen) and the 64-bit one, beside the old figures (tools/baseline.json).
 footprint: venv peers
 	$(PY) tools/footprint.py --all --json build/footprint.json
+
+# The ESP32's own MicroPython firmware under Espressif's QEMU (tools/esp32emu.py): find or
+# build the emulator (ESP32_QEMU, or ESP32_QEMU_SRC [+ ESP32_QEMU_KEYCODEMAPDB] built once into
+# .esp32emu/), fetch the firmware (ESP32_FIRMWARE, default PyPI's v1.16 image), prepare the
+# flash, then boot, deploy with tools/deploy.py and import the client. Says what is missing
+# (exit 3) when it cannot. `make esp32emu-test` then runs the tier (tests/esp32emu, serial).
+ESP32EMU_STAMP := $(VENV)/.dtls-lite-esp32emu
+esp32emu: venv $(ESP32EMU_STAMP)
+	$(PY) tools/esp32emu.py prepare
+
+$(ESP32EMU_STAMP): pyproject.toml
+	$(PY) -m pip install -q -e '.[test,esp32emu]'
+	@touch $@
+
+esp32emu-test: esp32emu peers
+	$(PY) -m pytest -q -p no:cacheprovider tests/esp32emu
 
 # Build and test leftovers; keeps .venv and the built peers (.peers), see distclean.
 clean:
