@@ -11,6 +11,7 @@ tcpdump capture with tshark. A missing server, tcpdump or tshark fails the test.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -207,6 +208,26 @@ def test_state_file_error_exit_7(tmp_path):
             "--send", "x")
     assert p.returncode == 7, p.stderr
     assert "state file" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["missing-dir/state.bin", "a-dir"])
+def test_state_file_not_writable_exit_7_before_any_datagram(tmp_path, where):
+    # issue 15: found only at the save after the handshake, the data went unsent
+    (tmp_path / "a-dir").mkdir()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.setblocking(False)
+    try:
+        p = cli("127.0.0.1:%d" % listener.getsockname()[1], "--psk", "00", "--state",
+                tmp_path / where, "--send", "x")
+        assert p.returncode == 7, p.stderr
+        assert "cannot write state file" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        with pytest.raises(BlockingIOError):
+            listener.recv(2048)  # not one datagram left the client
+    finally:
+        listener.close()
+    assert os.listdir(tmp_path / "a-dir") == []  # the probe left nothing behind
 
 
 # ---- exit codes ------------------------------------------------------------------------------

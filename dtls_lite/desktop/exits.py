@@ -23,7 +23,8 @@ EXIT_CODES = """exit codes:
   5    no reply to a record within --reply-ms (the rest of the input is not sent)
   6    network error: server unreachable (ICMP port unreachable), name not resolved,
        --bind address not available
-  7    the --state file could not be read or written
+  7    the --state file could not be read or written (checked before the handshake:
+       a file that cannot be written is reported before any datagram is sent)
   130  interrupted (Ctrl-C)"""
 
 

@@ -3,6 +3,8 @@
 # each input line as one record and print each reply, then suspend (--state) or close.
 # It drives DTLSClient and Connection through their public API only; failures leave as
 # exceptions that exits.error_code() maps to an exit status.
+import errno
+import os
 import socket
 import sys
 
@@ -46,6 +48,7 @@ class Run:
         store = None
         if o.state:
             from dtls_lite.store import FileStore
+            check_state_writable(o.state)
             store = _GuardedStore(FileStore(o.state))
         bind = choose_bind(o, store, self.tracer)
         kwargs = dict(o.options)
@@ -192,6 +195,23 @@ class _GuardedStore:
 
     def clear(self):
         return self._call("clear")
+
+
+def check_state_writable(path):
+    """StateFileError (exit 7) unless FileStore(path).save() can work: path is no directory
+    and its directory takes a new file (path + ".tmp", what save() writes first, then renames
+    onto path). Checked before the first datagram: found only after the handshake, the failure
+    would leave the data unsent and the handshake's keys unsaved."""
+    if os.path.isdir(path):
+        raise StateFileError(errno.EISDIR, "cannot write state file %s: it is a directory" % path)
+    tmp = path + ".tmp"  # never loaded (dtls_lite/store.py): a leftover may be overwritten
+    try:
+        with open(tmp, "wb"):
+            pass
+        os.remove(tmp)
+    except OSError as e:
+        raise StateFileError(e.errno, "cannot write state file %s: %s (checked before the "
+                             "handshake: nothing was sent)" % (path, e.strerror or e))
 
 
 # ---- the local address -----------------------------------------------------------------------
