@@ -38,13 +38,18 @@ _LEVEL_FATAL = const(2)
 _WINDOW = const(4)
 _MAX_EARLY_RECORDS = const(4)
 _OPENING = (hs.HT_SERVER_HELLO, hs.HT_HELLO_VERIFY_REQUEST)  # what may open a server flight
-_MAX_HELLO_VERIFY = const(4)
+# HelloVerifyRequests one handshake takes (RFC 6347 4.2.1), whatever their cookies: the 5th ends
+# it (HelloVerifyStorm). A handshake needs one; the rest leaves room for a duplicated or lost
+# datagram and a cookie key that changes mid-handshake (Californium: every 60 s). A full server
+# answers every ClientHello with one, and each new cookie starts the flight's retransmission
+# schedule over, so without this count only handshake_timeout_ms would end it.
+_MAX_HELLO_VERIFY = const(5)
 
 # Attributes of ClientHandshake's class defaults, for rollback() (dir() would find them, but
 # costs ~0.7 ms a call on MicroPython). A test checks the list.
-_DEFAULTS = ("cookie", "hello_verify_count", "send_seq", "recv_seq", "client_hello", "server_hello",
+_DEFAULTS = ("cookie", "hello_verify_count", "new_cookies", "send_seq", "recv_seq", "client_hello", "server_hello",
              "identity_hint", "master", "pending_read", "pending", "last_peer_seq", "offered_id",
-             "resumed", "hvr_repeats", "close_pending")
+             "resumed", "close_pending")
 
 
 class ClientHandshake:
@@ -53,7 +58,8 @@ class ClientHandshake:
     (MicroPython grows, and reallocates, an instance's attribute table one at a time)."""
 
     cookie = b""
-    hello_verify_count = 0
+    hello_verify_count = 0  # HelloVerifyRequests received, any cookie
+    new_cookies = 0  # of them, those whose cookie differed from the one before
     send_seq = 0  # next message_seq we send
     recv_seq = None  # next message_seq expected; None until the server's first message
     client_hello = None  # the whole ClientHello message last sent
@@ -65,7 +71,6 @@ class ClientHandshake:
     last_peer_seq = -1  # message_seq ending the server's previous flight
     offered_id = b""  # session_id offered for resumption (RFC 5246 7.3)
     resumed = False  # the server echoed offered_id: abbreviated handshake
-    hvr_repeats = 0  # HelloVerifyRequests that came after we sent the cookie
     close_pending = None  # error of an epoch-0 close_notify or fatal alert, until the timer
 
     def __init__(self, conn, psk, offer, cid, suites, rng, timers, max_hs):
@@ -106,7 +111,7 @@ class ClientHandshake:
             c.fail(self.close_pending, None)
             return
         if self.expired() or f.exhausted():
-            c.fail(HandshakeTimeout(self.timeout_reason()), None)
+            c.fail(self.timeout_error(), None)
             return
         f.again()
         c.stats.retransmissions += 1
@@ -115,13 +120,15 @@ class ClientHandshake:
         except MemoryError:
             f.arm(c.now_ms)  # as if this retransmission had been lost: the next one is due later
 
-    def timeout_reason(self):
-        """Why the handshake gives up (dtls_lite/rare.py builds the message)."""
+    def timeout_error(self):
+        """The error of a handshake whose timer gives up: HelloVerifyStorm if the server
+        answered a ClientHello that carried its cookie with another HelloVerifyRequest, else
+        HandshakeTimeout saying what was seen (dtls_lite/rare.py builds both)."""
         try:
             from dtls_lite import rare
         except MemoryError:  # loaded from .mpy it needs a few KB: still a HandshakeTimeout
-            return "no answer from server after %d retransmissions" % self.flight.retransmits
-        return rare.timeout_reason(self)
+            return HandshakeTimeout("no answer from server after %d retransmissions" % self.flight.retransmits)
+        return rare.timeout_error(self)
 
     def sent_finished(self):
         """Whether we wait for the server's Finished after sending ours (a full handshake)."""
@@ -237,8 +244,6 @@ class ClientHandshake:
         """Whether to take the fragment: only inside a window of _WINDOW messages from the next
         one due; one delivered already may be the server's retransmission (then ours was lost)."""
         mseq = f[2]
-        if f[0] == hs.HT_HELLO_VERIFY_REQUEST and self.cookie and f[3] == 0:
-            self.hvr_repeats += 1  # after we returned a cookie: reported if we time out
         if self.recv_seq is None:
             end = self.send_seq + _WINDOW
         elif mseq < self.recv_seq:
@@ -333,16 +338,21 @@ class ClientHandshake:
 
     def _on_hello_verify_request(self, body):
         cookie = hs.parse_hello_verify_request(body)
-        if cookie == self.cookie:
+        self.hello_verify_count += 1
+        new = cookie != self.cookie
+        if new:
+            self.new_cookies += 1
+        if self.hello_verify_count >= _MAX_HELLO_VERIFY:
+            # No alert: the cookie exchange keeps no state on the server (RFC 6347 4.2.1) and
+            # an epoch-0 alert proves nothing; it would only cost a datagram of radio time.
+            from dtls_lite import rare
+            self.conn.fail(rare.storm_error(self), None)
+            return
+        if not new:
             self.recv_seq = None  # a duplicate: our ClientHello with this cookie is already out
             return
         st = self.conn.stats
         st.round_trips += 1
-        self.hello_verify_count += 1
-        if self.hello_verify_count > _MAX_HELLO_VERIFY:
-            raise ProtocolError(hs.ALERT_HANDSHAKE_FAILURE, "server keeps sending HelloVerifyRequest (%d,"
-                                " a new cookie each time): its connection table may be full"
-                                % self.hello_verify_count)
         st.hello_verify = True
         self.cookie = cookie
         # RFC 6347 4.2.1: the same hello again, now with the cookie, as a new message_seq;

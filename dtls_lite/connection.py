@@ -16,7 +16,7 @@ import sys
 from dtls_lite import crypto
 from dtls_lite import record as rl
 from dtls_lite.compat import MICROPYTHON, attrs, const, put_attrs
-from dtls_lite.errors import ConnectionClosed, DTLSError, HandshakeTimeout, ProtocolError, UsageError
+from dtls_lite.errors import ConnectionClosed, DTLSError, ProtocolError, UsageError
 from dtls_lite.session import Session, resumable  # noqa: F401 - Session: public here since 0.1
 
 ST_IDLE = const(0)
@@ -180,7 +180,7 @@ class Connection:
         h = self.handshake
         if h is not None and h.expired():  # too late for anything the server says now
             st.records_dropped += 1
-            self.fail(HandshakeTimeout(h.timeout_reason()), None)
+            self.fail(h.timeout_error(), None)
             return
         self._receive(datagram)
 

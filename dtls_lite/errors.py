@@ -17,6 +17,18 @@ class HandshakeTimeout(DTLSError):
     """The peer did not answer a flight within the retransmission limit."""
 
 
+class HelloVerifyStorm(DTLSError):
+    """The server answered our ClientHellos with HelloVerifyRequests and never a ServerHello
+    (e.g. a full connection table: Californium): `count` of them in this handshake,
+    `new_cookies` of those whose cookie differed from the one before. Not a HandshakeTimeout:
+    the server is there but will not take us; a new port or at once again will not help."""
+
+    def __init__(self, count, new_cookies, message):
+        super().__init__(message)
+        self.count = count
+        self.new_cookies = new_cookies
+
+
 class ProtocolError(DTLSError):
     """The peer violated the protocol; we sent (or would send) the fatal alert `alert`."""
 

@@ -4,7 +4,7 @@
 # on, so what a normal wake never runs stays out of RAM (frozen, it costs nothing anyway).
 # It explains and checks; it never makes a protocol decision.
 from dtls_lite.compat import const
-from dtls_lite.errors import AlertReceived, UsageError, alert_name
+from dtls_lite.errors import AlertReceived, HandshakeTimeout, HelloVerifyStorm, UsageError, alert_name
 
 # Fatal alerts a server sends when it cannot verify our Finished or does not know our identity:
 # bad_record_mac, handshake_failure, decrypt_error, internal_error (pion/dtls, for an unknown
@@ -28,6 +28,26 @@ def alert_error(level, desc, sent_finished):
         msg = ("server rejected our Finished with %s (%d): wrong PSK or identity?"
                % (alert_name(desc), desc))
     return AlertReceived(level, desc, msg)
+
+
+def timeout_error(h):
+    """The error of the handshake h whose timer gave up (the flight's retransmissions or
+    handshake_timeout_ms): HelloVerifyStorm once the server answered a ClientHello carrying
+    its cookie with another HelloVerifyRequest (2 of them at least), else HandshakeTimeout."""
+    if h.conn.state == _ST_WAIT_SERVER_HELLO and h.hello_verify_count >= 2:
+        return storm_error(h)
+    return HandshakeTimeout(timeout_reason(h))
+
+
+def storm_error(h):
+    """HelloVerifyStorm of the handshake h (a client_handshake.ClientHandshake)."""
+    n = h.hello_verify_count
+    msg = ("the server keeps answering with HelloVerifyRequest, never a ServerHello (its"
+           " connection table may be full): %d HelloVerifyRequests, %d of them with a new cookie"
+           % (n, h.new_cookies))
+    if h.expired():
+        msg = "handshake_timeout_ms (%d) reached: %s" % (h.hs_timeout, msg)
+    return HelloVerifyStorm(n, h.new_cookies, msg)
 
 
 def timeout_reason(h):
@@ -54,10 +74,6 @@ def timeout_reason(h):
     elif f.repeats:
         msg = ("the server re-sent its previous flight %d times but never got ours (%d"
                " retransmissions): our datagrams get lost" % (f.repeats, n))
-    elif c.state == _ST_WAIT_SERVER_HELLO and h.hvr_repeats:
-        msg = ("the server keeps sending HelloVerifyRequest: %d more after we returned its"
-               " cookie, never a ServerHello (%d retransmissions); its connection table may be"
-               " full" % (h.hvr_repeats, n))
     elif _ST_WAIT_SERVER_HELLO < c.state <= _ST_WAIT_SERVER_HELLO_DONE:
         msg = "only part of the server's flight arrived (%d retransmissions): packet loss?" % n
     else:

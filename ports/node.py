@@ -21,6 +21,8 @@
 #    port. Some servers (older pion, s_server) silently ignore a ClientHello from an address
 #    whose old association they still hold (a node that lost power, or resumes from its old
 #    port); from a new port they answer. A random port is not retried: the server is down.
+#    Nor is a HelloVerifyStorm: that server answers, but only with HelloVerifyRequests (its
+#    connection table is full), from any port.
 import gc
 import time
 
@@ -49,7 +51,11 @@ _DEFAULTS = {
     "FORCE_RESUME": False,
     "SESSION_FILE": "session.bin",  # None: no durable copy (RTC memory only)
     "INITIAL_TIMEOUT_MS": 1000,  # RFC 6347 4.2.4.1
-    "MAX_RETRANSMITS": 3,  # 1+2+4+8 s of radio time at most per failed handshake
+    "MAX_RETRANSMITS": 3,  # a flight nobody answers: 1+2+4+8 = 15 s of radio time
+    # A whole handshake ends within this, however the server answers. A server whose connection
+    # table is full (HelloVerifyRequest to every ClientHello) is given up at the 5th of them:
+    # about 7 s with the timers above; one that restarts the schedule with new cookies, here.
+    "HANDSHAKE_TIMEOUT_MS": 30000,
     "WIFI_TIMEOUT_MS": 15000,
 }
 
@@ -201,6 +207,7 @@ def wake(cfg, board, client_class=None):
         from dtls_lite.errors import HandshakeTimeout
         options = {"initial_timeout_ms": setting(cfg, "INITIAL_TIMEOUT_MS"),
                    "max_retransmits": setting(cfg, "MAX_RETRANSMITS"),
+                   "handshake_timeout_ms": setting(cfg, "HANDSHAKE_TIMEOUT_MS"),
                    "store": rtc, "session_store": session, "wall_clock": board.wall_clock,
                    "auto_handshake_timeout_s": setting(cfg, "AUTO_HANDSHAKE_TIMEOUT_S")}
         suites = getattr(cfg, "SUITES", None)

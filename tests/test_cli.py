@@ -5,7 +5,7 @@ servers (tests/peers.py).
 Covers echo from --send and stdin, cipher names, the state file (continue, --force-resume,
 --close then resume) against pion, the -v trace (retransmission and drops through a small
 relay that loses and duplicates datagrams), the documented exit codes (usage 2, alert 4,
-no reply 5, unreachable 6, state file 7) without tracebacks, and --keylog decrypting a
+no reply 5, unreachable 6, state file 7, HelloVerifyRequest storm 8) without tracebacks, and --keylog decrypting a
 tcpdump capture with tshark. A missing server, tcpdump or tshark fails the test.
 """
 import os
@@ -336,6 +336,69 @@ def test_silent_server_handshake_timeout_exit_3():
                 "--handshake-timeout-ms", "120", "--send", "x")
         assert p.returncode == 3, p.stderr
         assert "handshake_timeout_ms (120) reached" in p.stderr, p.stderr
+
+
+class FullServer:
+    """A UDP server whose connection table is full (Californium): every ClientHello gets a
+    HelloVerifyRequest, its cookie from a key that changes every `rotate` hellos; never a
+    ServerHello. Records and messages built here from RFC 6347 4.1 and 4.2.2 directly."""
+
+    def __init__(self, rotate):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.rotate = rotate
+        self.hellos = 0
+        self.stop = False
+        import threading
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        import struct
+        seq = 0
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except OSError:
+                continue
+            if len(data) < 25 or data[0] != 22 or data[13] != 1:  # handshake record, ClientHello
+                continue
+            self.hellos += 1
+            cookie = bytes([(self.hellos - 1) // self.rotate]) * 16
+            body = struct.pack(">HB", 0xFEFD, len(cookie)) + cookie
+            mseq = data[17:19]  # the ClientHello's message_seq, echoed
+            msg = bytes([3]) + len(body).to_bytes(3, "big") + mseq + b"\0\0\0" + len(body).to_bytes(3, "big") + body
+            rec = struct.pack(">BHHHIH", 22, 0xFEFD, 0, 0, seq, len(msg)) + msg
+            seq += 1
+            self.sock.sendto(rec, addr)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("rotate,extra", [(1, []), (100, []), (100, ["--retransmits", "1"])])
+def test_hello_verify_storm_exit_8(rotate, extra):
+    # issue 15: the same fault gave exit 4 after 252 s or exit 3; now one code, one message
+    with FullServer(rotate) as srv:
+        t0 = time.monotonic()
+        p = cli("127.0.0.1:%d" % srv.port, "--psk", "00", "--timeout-ms", "100", "--send", "x", *extra)
+        took = time.monotonic() - t0
+    assert p.returncode == 8, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "keeps answering with HelloVerifyRequest" in lines[0] and "connection table may be full" in lines[0]
+    new = 5 if rotate == 1 else 1
+    n = 5 if not extra else 3  # --retransmits 1: the hello, its cookie hello, one retransmission
+    assert "%d HelloVerifyRequests, %d of them with a new cookie" % (n, new) in lines[0], lines[0]
+    assert srv.hellos == n
+    assert took < 10, took
 
 
 # ---- key log ---------------------------------------------------------------------------------

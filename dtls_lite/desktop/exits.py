@@ -1,7 +1,7 @@
 # The `dtls-lite` exit status: the codes, their help text, and the one mapping from an exception
 # of a run to (code, one-line message). Never prints; cli.main() does.
-from dtls_lite.errors import (AlertReceived, ConnectionClosed, HandshakeTimeout, ProtocolError,
-                              UsageError, alert_name)
+from dtls_lite.errors import (AlertReceived, ConnectionClosed, HandshakeTimeout, HelloVerifyStorm,
+                              ProtocolError, UsageError, alert_name)
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -11,6 +11,7 @@ EXIT_ALERT = 4
 EXIT_NO_REPLY = 5
 EXIT_UNREACHABLE = 6
 EXIT_STATE = 7
+EXIT_HELLO_VERIFY = 8
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = """exit codes:
@@ -25,6 +26,9 @@ EXIT_CODES = """exit codes:
        --bind address not available
   7    the --state file could not be read or written (checked before the handshake:
        a file that cannot be written is reported before any datagram is sent)
+  8    the server keeps answering with HelloVerifyRequest, never a ServerHello (its
+       connection table may be full): the 5th in one handshake, or --handshake-timeout-ms
+       or the retransmissions ran out after it answered a ClientHello carrying its cookie
   130  interrupted (Ctrl-C)"""
 
 
@@ -46,6 +50,8 @@ def error_code(e):
         return e.code, str(e)
     if isinstance(e, StateFileError):
         return EXIT_STATE, e.strerror if isinstance(e.strerror, str) else str(e)
+    if isinstance(e, HelloVerifyStorm):
+        return EXIT_HELLO_VERIFY, "handshake failed: %s" % e
     if isinstance(e, HandshakeTimeout):
         return EXIT_HANDSHAKE, "handshake failed: %s" % e
     if isinstance(e, AlertReceived):
