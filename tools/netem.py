@@ -21,8 +21,16 @@ balancer does in front of a DTLS server).
 
 Directions: UP is client -> server, DOWN is server -> client. Settings given to Relay apply to
 both; `up={...}` / `down={...}` override them per direction (keys: loss, dup, reorder,
-delay_ms, reorder_hold_ms); the attributes `r.up` / `r.down` (Link objects) may also be
-changed while the relay runs, e.g. `r.down.loss = 1.0`.
+delay_ms, reorder_hold_ms, rate_kbps, in_order); the attributes `r.up` / `r.down` (Link
+objects) may also be changed while the relay runs, e.g. `r.down.loss = 1.0`.
+
+A slow link (what tools/links.py's profiles use): rate_kbps=N serialises each direction at N
+kbit/s, a datagram's UDP payload plus HEADER_BYTES (IPv4 + UDP) queued behind the one before
+it (a datagram leaves the bottleneck at max(arrival, previous departure) + size / rate), then
+its delay from delay_ms is added (propagation and jitter). in_order=True never lets a
+datagram overtake an earlier one of the same direction (jitter without reordering, as a
+cellular bearer delivers in order). Neither draws from the seeded generators: the n-th
+datagram's fate for a seed is the same with or without them.
 
 Associations. Like a NAT, every client address gets its own upstream socket (an association),
 so the server sees one stable address per client. With cid_len, a datagram whose first record
@@ -58,6 +66,7 @@ MAX_QUEUE = 10000
 MAX_CAPTURE = 200000
 MAX_CLIENTS = 64
 _POLL_S = 0.05  # longest the thread sleeps without checking for stop
+HEADER_BYTES = 28  # IPv4 (20) + UDP (8) header, serialised with each datagram when rate_kbps is set
 _CT_HANDSHAKE = 22
 _CT_TLS12_CID = 25
 _HT_SERVER_HELLO = 2
@@ -99,7 +108,8 @@ def server_hello_cid(datagram):
 class Link:
     """The impairments of one direction (plain attributes; change them at any time)."""
 
-    def __init__(self, loss=0.0, dup=0.0, reorder=0.0, delay_ms=(0, 0), reorder_hold_ms=100):
+    def __init__(self, loss=0.0, dup=0.0, reorder=0.0, delay_ms=(0, 0), reorder_hold_ms=100,
+                 rate_kbps=None, in_order=False):
         for name, p in (("loss", loss), ("dup", dup), ("reorder", reorder)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError("%s must be a probability, got %r" % (name, p))
@@ -108,13 +118,23 @@ class Link:
         lo, hi = delay_ms
         if not 0 <= lo <= hi:
             raise ValueError("delay_ms must be (lo, hi) with 0 <= lo <= hi")
+        if rate_kbps is not None and not rate_kbps > 0:
+            raise ValueError("rate_kbps must be positive (or None: no serialisation delay)")
         self.loss, self.dup, self.reorder = loss, dup, reorder
         self.delay_ms = (lo, hi)
         self.reorder_hold_ms = reorder_hold_ms
+        self.rate_kbps = rate_kbps
+        self.in_order = bool(in_order)
+
+    def serialisation_s(self, size):
+        """Seconds the bottleneck needs for a datagram of `size` payload bytes (0 without a rate)."""
+        if not self.rate_kbps:
+            return 0.0
+        return (size + HEADER_BYTES) * 8 / (self.rate_kbps * 1000.0)
 
     def __repr__(self):
-        return "Link(loss=%r, dup=%r, reorder=%r, delay_ms=%r)" % (
-            self.loss, self.dup, self.reorder, self.delay_ms)
+        return "Link(loss=%r, dup=%r, reorder=%r, delay_ms=%r, rate_kbps=%r, in_order=%r)" % (
+            self.loss, self.dup, self.reorder, self.delay_ms, self.rate_kbps, self.in_order)
 
 
 class Association:
@@ -130,7 +150,8 @@ class Association:
 class Relay:
     def __init__(self, upstream, seed=0, loss=0.0, dup=0.0, reorder=0.0, delay_ms=(0, 0),
                  listen_host="127.0.0.1", listen_port=0, up=None, down=None,
-                 reorder_hold_ms=100, dead_after=None, cid_len=None, fate=None):
+                 reorder_hold_ms=100, dead_after=None, cid_len=None, fate=None, rate_kbps=None,
+                 in_order=False):
         self.upstream = (upstream[0], int(upstream[1]))
         # fate(direction, n, data) -> copies to forward (0 drops, 2 duplicates), n counting the
         # direction's datagrams from 0: a scripted link instead of the seeded draws
@@ -138,7 +159,7 @@ class Relay:
         self.seed = seed
         self.cid_len = cid_len
         common = dict(loss=loss, dup=dup, reorder=reorder, delay_ms=delay_ms,
-                      reorder_hold_ms=reorder_hold_ms)
+                      reorder_hold_ms=reorder_hold_ms, rate_kbps=rate_kbps, in_order=in_order)
         self.up = Link(**dict(common, **(up or {})))
         self.down = Link(**dict(common, **(down or {})))
         self.dead = False
@@ -156,6 +177,8 @@ class Relay:
         self._queue = []          # heap of (due, n, direction, association, addr, data)
         self._n = 0
         self._held = {UP: None, DOWN: None}   # (deadline, association, addr, data) for reorder
+        self._busy = {UP: 0.0, DOWN: 0.0}     # when each direction's bottleneck is free (rate_kbps)
+        self._last_due = {UP: 0.0, DOWN: 0.0}  # latest delivery time queued (in_order)
         self._by_addr = {}        # client address -> Association
         self._by_cid = {}         # CID -> Association
         self._by_sock = {}        # upstream socket -> Association
@@ -423,19 +446,32 @@ class Relay:
         if fate == "reorder":
             self._held[direction] = (now + link.reorder_hold_ms / 1000.0, a, dest, data)
             return
-        self._enqueue(now + d1 / 1000.0, direction, a, dest, data)
+        out = self._serialise(direction, link, len(data), now)
+        self._enqueue(out + d1 / 1000.0, direction, a, dest, data, link.in_order)
         if fate == "dup":
-            self._enqueue(now + d2 / 1000.0, direction, a, dest, data)
+            out2 = self._serialise(direction, link, len(data), now)
+            self._enqueue(out2 + d2 / 1000.0, direction, a, dest, data, link.in_order)
         held = self._held[direction]
         if held is not None:  # the held datagram goes right after this one
             self._held[direction] = None
-            self._enqueue(now + d1 / 1000.0 + 0.0005, direction, held[1], held[2], held[3])
+            self._enqueue(out + d1 / 1000.0 + 0.0005, direction, held[1], held[2], held[3])
 
-    def _enqueue(self, due, direction, a, dest, data):
+    def _serialise(self, direction, link, size, now):
+        """When a datagram that arrived at `now` leaves the direction's bottleneck (rate_kbps)."""
+        if not link.rate_kbps:
+            return now
+        out = max(now, self._busy[direction]) + link.serialisation_s(size)
+        self._busy[direction] = out
+        return out
+
+    def _enqueue(self, due, direction, a, dest, data, in_order=False):
         if len(self._queue) >= MAX_QUEUE:
             with self._lock:
                 self._counts[direction]["dropped"] += 1
             return
+        if in_order:  # never before an earlier datagram of this direction
+            due = max(due, self._last_due[direction])
+        self._last_due[direction] = max(due, self._last_due[direction])
         self._n += 1
         heapq.heappush(self._queue, (due, self._n, direction, a, dest, data))
 
