@@ -38,14 +38,24 @@ test: venv peers
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
+# The demo over an emulated link (tools/links.py; default lte-m). Your own server:
+#   make demo SERVER=host:port PSK=hex IDENTITY=id   (and LINK=loopback|wifi|lte-m|nb-iot)
 demo: venv peers
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(LINK),--link $(LINK)) $(if $(SERVER),--server $(SERVER)) \
+		$(if $(PSK),--psk $(PSK)) $(if $(IDENTITY),--identity $(IDENTITY))
 
 # Every section of tools/bench.py (JSON in bench-results.json); among its targets, issue 13's:
 # the full-handshake CPU on MicroPython vs the built-in tls client, and the CPU of a continued
 # wake as a new MicroPython process, each beside the old figure from tools/baseline.json.
-bench: venv peers
-	$(PY) tools/bench.py
+# The energy section (tools/bench_energy.py, A MODEL) writes bench-battery.png with the plot
+# extra (matplotlib); if it cannot be installed the figures still print and the plot is skipped.
+PLOT_STAMP := $(VENV)/.dtls-lite-plot
+bench: venv peers $(PLOT_STAMP)
+	$(PY) tools/bench.py $(if $(LINK),--link $(LINK))
+
+$(PLOT_STAMP): pyproject.toml
+	@$(PY) -m pip install -q -e '.[test,plot]' && touch $@ || \
+		echo "make bench: the plot extra (matplotlib) did not install: the plot will be skipped"
 
 # Sizes, the import heap per module and the smallest heap per wake kind on the 32-bit
 # MicroPython (.mpy and frozen) and the 64-bit one, beside the old figures (tools/baseline.json).
@@ -70,7 +80,7 @@ esp32emu-test: esp32emu peers
 
 # Build and test leftovers; keeps .venv and the built peers (.peers), see distclean.
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench-*.json
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench-*.json bench-*.png
 	find . -path ./$(VENV) -prune -o -path ./.peers -prune -o \
 		\( -name __pycache__ -o -name '*.mpy' \) -print0 | xargs -0 rm -rf
 

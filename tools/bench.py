@@ -5,7 +5,10 @@ Each section is one function returning a dict; printing and the JSON file are sh
 Sections: crypto (CCM_8 seal/open and the TLS PRF, portable vs pycryptodome's CCM);
 handshake (full CCM_8 handshake against OpenSSL s_server on both runtimes, with MicroPython's
 built-in `tls` client as the reference; see tools/bench_handshake.py); reassembly (a 1-4 KB
-handshake message from 1-byte and 64-byte fragments on both runtimes: cost per fragment).
+handshake message from 1-byte and 64-byte fragments on both runtimes: cost per fragment);
+wake (tools/bench_wake.py: cost per wake kind on loopback); energy (tools/bench_energy.py: the
+demo's wakes over the link profiles of --link, priced by tools/energy.py's energy model, battery
+life, and the --plot PNG).
 """
 import argparse
 import json
@@ -240,6 +243,21 @@ def print_wake(r):
 SECTIONS["wake"] = (bench_wake, print_wake)
 
 
+# --- section: energy (tools/bench_energy.py: energy per wake over link profiles, A MODEL) ---
+
+def bench_energy(args):
+    from bench_energy import bench_energy as run
+    return run([n for n in args.link.split(",") if n], wakes=10, plot_path=args.plot)
+
+
+def print_energy(r):
+    from bench_energy import print_energy as show
+    show(r)
+
+
+SECTIONS["energy"] = (bench_energy, print_energy)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SECTIONS),
@@ -249,6 +267,10 @@ def main(argv=None):
     ap.add_argument("--micropython", help="micropython binary (default: next to python)")
     ap.add_argument("--mp-heapsize", help="micropython -X heapsize=, e.g. 64K (ESP32-like)")
     ap.add_argument("--handshakes", type=int, default=30, help="handshakes per client (handshake section)")
+    ap.add_argument("--link", default="wifi,lte-m,nb-iot",
+                    help="link profiles of the energy section (tools/links.py: loopback, wifi, lte-m, nb-iot)")
+    ap.add_argument("--plot", default="bench-battery.png", metavar="PNG",
+                    help="battery-life plot of the energy section (needs matplotlib: the plot extra)")
     ap.add_argument("--old", metavar="TREE", help="an older checkout (`git archive 876eb97`): the wake"
                     " section alternates its continued wakes with ours for the old figure")
     args = ap.parse_args(argv)

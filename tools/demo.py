@@ -1,35 +1,42 @@
 """dtls-lite demo: a sleepy sensor node through wake cycles, each wake a new MicroPython process
-that exits without close_notify (as a node entering deep sleep), its state in a file.
+that exits without close_notify (as a node entering deep sleep), its state in a file, over an
+emulated link (tools/links.py's profiles through tools/netem.py's seeded relay, on loopback).
 
-    python tools/demo.py                 # starts the local pion server (PSK, CCM_8, sessions)
-    python tools/demo.py --wakes 12 --runtime cpython
-    python tools/demo.py --server HOST:PORT --identity ID --psk HEX
+    make demo                                        # = python tools/demo.py (LTE-M profile)
+    make demo LINK=nb-iot                            # any profile: loopback, wifi, lte-m, nb-iot
+    make demo SERVER=HOST:PORT PSK=HEX IDENTITY=ID   # your server (through the same relay)
+    .venv/bin/python tools/demo.py --link wifi --wakes 12 --runtime cpython
 
 The default schedule: first boot, same-address wakes, an address change (127.0.0.2 ->
 127.0.0.3), a forced resumption, a server restart (the continued request goes unanswered, the
 resumption offer meets a server that forgot the session: full handshake, reading delivered).
 One row per wake, then the totals beside a full handshake on every wake (measured: the same
-number of wakes without saved state). Against --server the restart row is skipped (it is not
-our server to restart). Exit status 0 only if every reading got its reply.
+number of wakes without saved state) and beside MicroPython's built-in `tls` client (C Mbed
+TLS: a full handshake on every wake, no retransmission), both over the same profile. Each wake
+row and total carries the wake's CPU time on this host and its energy under the profile's
+radio from tools/energy.py: A MODEL (published currents times the emulated link's times), not
+a measurement of a board. Against --server the restart row is skipped (it is not our server to
+restart). Exit status 0 only if every reading of dtls-lite got its reply (the built-in
+client's failures are reported, not counted).
 """
 import argparse
 import contextlib
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import bench_wake  # noqa: E402  (run_worker, settle, wire: the benchmark's way of timing a wake)
 import benchkit  # noqa: E402
-import netem  # noqa: E402
+import energy  # noqa: E402
+import links  # noqa: E402
 import peers  # noqa: E402
 
-WAKE = os.path.join(ROOT, "tools", "wake.py")
 HOME = ("127.0.0.2", 40683)  # the node's usual local address and port
 MOVED = ("127.0.0.3", 40683)  # after a "DHCP renumbering"
+DEFAULT_LINK = "lte-m"  # `make demo` in well under a minute (nb-iot takes a few minutes)
 
 
 def schedule(wakes, can_restart):
@@ -47,91 +54,193 @@ def schedule(wakes, can_restart):
     return plan[:wakes]
 
 
-def wake(exe, host, port, identity, psk, state, bind, force, reading, timeout_ms, reply_ms=1000):
-    argv = [exe, WAKE, host, str(port), identity, psk, "--state", state, "--bind", "%s:%d" % bind,
-            "--send", reading, "--timeout-ms", str(timeout_ms), "--reply-ms", str(reply_ms)]
-    if force:
-        argv.append("--force-resume")
-    try:
-        p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    except FileNotFoundError:
-        return {"ok": False, "error": "missing runtime", "message": "%s not found (run `make venv`)" % exe}
-    if not p.stdout.strip():
-        return {"ok": False, "error": "crash", "message": (p.stderr or p.stdout).strip()[-500:]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+class Node:
+    """How the demo runs one wake: runtime, its worker environment, server, credentials, link."""
+
+    def __init__(self, exe, env, host, port, identity, psk, profile, timeout_ms, reply_ms):
+        self.exe, self.env, self.host, self.port = exe, env, host, port
+        self.identity, self.psk, self.profile = identity, psk, profile
+        self.timeout_ms, self.reply_ms = timeout_ms, reply_ms
+
+    def energy(self, r):
+        if self.profile.radio is None or not r.get("wire"):
+            return None
+        return energy.wake_from_result(self.profile.radio, self.profile, r)
+
+    def wake(self, front, state, bind, force, reading):
+        """One dtls-lite wake (tools/wake.py in tools/workers/bench_wake.py: CPU time measured)
+        through the relay `front`; returns the wake's JSON plus wire (from the relay's log)."""
+        n0 = front.logged()
+        argv = ["wake", "127.0.0.1", str(front.port), self.identity, self.psk, "--state", state,
+                "--bind", "%s:%d" % bind, "--send", reading, "--timeout-ms", str(self.timeout_ms),
+                "--reply-ms", str(self.reply_ms)] + (["--force-resume"] if force else [])
+        r = bench_wake.run_worker(self.exe, argv, self.env)
+        bench_wake.settle(front, quiet_s=0.05)
+        r["wire"], r["client_wire"] = bench_wake.wire(front.since(n0)), r.get("wire")
+        r["wall_ms"] = r.get("wall_us", 0) / 1000.0
+        r["client"] = "dtls-lite"
+        r["energy"] = self.energy(r)
+        return r
+
+    def builtin(self, front, reading):
+        """One wake of MicroPython's built-in `tls` client: full handshake, one record, its reply."""
+        n0 = front.logged()
+        r = bench_wake.run_worker(self.exe, ["builtin", "127.0.0.1", str(front.port), self.identity,
+                                             self.psk, reading], self.env)
+        bench_wake.settle(front, quiet_s=0.05)
+        r["wire"] = bench_wake.wire(front.since(n0))
+        r["wall_ms"] = r.get("wall_us", 0) / 1000.0
+        r["client"] = "builtin tls"
+        r["action"] = "full" if got_reply(r) else None
+        r["energy"] = self.energy(r)
+        return r
 
 
-def row(i, label, r):
-    st = r.get("stats") or {}
-    w = r.get("wire") or {}
-    did = st.get("handshake_kind") or r.get("action") or "-"
+def got_reply(r):
+    return bool(r.get("ok") and r.get("received") and r["received"][-1] is not None)
+
+
+HEAD = ("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes"
+        "   wall ms  cpu ms  radio mJ*")
+
+
+def kind_of(r):
+    """What the wake did: full, abbreviated, continue, or policy->done after a fallback."""
+    did = (r.get("stats") or {}).get("handshake_kind") or r.get("action") or "-"
     if did == "continued":
         did = "continue"
     if r.get("policy") and r["policy"] != did:
         did = "%s->%s" % (r["policy"], did)  # a continued request got no reply: fallback
-    ok = r.get("ok") and r.get("received") and r["received"][-1] is not None
-    print("%4d  %-20s %-22s %3s %5d %6d %9d %6d %9.1f  %s" % (
-        i, label, did, st.get("round_trips", "-") if st else "-", w.get("handshake_datagrams", 0),
-        w.get("handshake_bytes", 0), w.get("datagrams_sent", 0) + w.get("datagrams_received", 0),
-        w.get("bytes_sent", 0) + w.get("bytes_received", 0), r.get("wall_us", 0) / 1000.0,
+    return did
+
+
+def row(i, label, r):
+    w = r.get("wire") or {}
+    did = kind_of(r)
+    ok = got_reply(r)
+    e = r.get("energy")
+    print("%4d  %-20s %-22s %3s %5d %6d %9d %6d %9.1f %7.2f %9s  %s" % (
+        i, label, did, w.get("round_trips", "-"), w.get("hs_datagrams", 0), w.get("hs_bytes", 0),
+        w.get("datagrams", 0), w.get("bytes", 0), r.get("wall_ms", 0), r.get("cpu_ms") or 0,
+        "-" if e is None else "%.1f" % e["exchange_mj"],
         "reply ok" if ok else "FAILED: %s %s" % (r.get("error"), r.get("message"))))
-    return bool(ok)
+    return ok
 
 
 def totals(rs):
-    t = [0, 0, 0, 0, 0]
+    """[handshake RTs, handshake B, datagrams, bytes, wall ms, cpu ms, exchange mJ, total mJ,
+    exchange mA*s, total mA*s] over the wakes rs (energy sums 0 without a radio)."""
+    t = [0] * 10
     for r in rs:
         w = r.get("wire") or {}
-        t[0] += (r.get("stats") or {}).get("round_trips", 0)
-        t[1] += w.get("handshake_bytes", 0)
-        t[2] += w.get("datagrams_sent", 0) + w.get("datagrams_received", 0)
-        t[3] += w.get("bytes_sent", 0) + w.get("bytes_received", 0)
-        t[4] += r.get("wall_us", 0)
+        e = r.get("energy") or {}
+        for k, v in enumerate((w.get("round_trips", 0), w.get("hs_bytes", 0), w.get("datagrams", 0),
+                               w.get("bytes", 0), r.get("wall_ms", 0), r.get("cpu_ms") or 0,
+                               e.get("exchange_mj", 0), e.get("total_mj", 0), e.get("exchange_mas", 0),
+                               e.get("total_mas", 0))):
+            t[k] += v
     return t
 
 
-def cid_part(exe, args, tmp):
+def cid_part(node, tmp):
     """The same node against a server that gives a Connection ID (RFC 9146): Mbed TLS
     ssl_server2 cid=1 behind tools/netem.py's relay routing by CID (as a CID-aware load
-    balancer); every wake after the first binds a new address and port."""
+    balancer) and impairing as the link profile says; every wake after the first binds a new
+    address and port."""
     state = os.path.join(tmp, "node-cid-state.bin")
     ok = True
-    print("\nConnection ID: local Mbed TLS ssl_server2 cid=1 (6-byte CID) behind a CID-routing front;"
-          "\nthe node moves to a new address and port on every wake:\n")
-    print("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes   wall ms")
-    with peers.mbedtls_server(cid=True, exchanges=1000, psk_hex=args.psk, identity=args.identity,
+    print("\nConnection ID: local Mbed TLS ssl_server2 cid=1 (6-byte CID) behind a CID-routing front,"
+          "\nsame link profile; the node moves to a new address and port on every wake:\n")
+    print(HEAD)
+    with peers.mbedtls_server(cid=True, exchanges=1000, psk_hex=node.psk, identity=node.identity,
                               extra=("cid_val=c1d2e3f4a5b6",)) as srv, \
-            netem.Relay((srv.host, srv.port), cid_len=6) as front:
+            links.relay(node.profile, (srv.host, srv.port), seed="cid", cid_len=6) as front:
         results = []
         for i in range(5):
             host = "127.0.0.%d" % (2 + i % 3)
             bind = (host, peers.free_udp_port(host))
-            r = wake(exe, "127.0.0.1", front.port, args.identity, args.psk, state, bind, False,
-                     "reading %d" % (i + 1), args.timeout_ms)
+            r = node.wake(front, state, bind, False, "reading %d" % (i + 1))
             results.append(r)
             ok = row(i + 1, "first boot" if i == 0 else "new %s:%d" % bind, r) and ok
         t = totals(results)
         print("  5 wakes, 4 address changes: %d handshake(s), %d handshake bytes" % (
-            sum(1 for r in results if (r.get("wire") or {}).get("handshake_datagrams")), t[1]))
+            sum(1 for r in results if (r.get("wire") or {}).get("hs_datagrams")), t[1]))
     if os.path.exists(state):
         os.remove(state)
     return ok
 
 
-def main():
+def comparison(node, ours, fulls, builtins):
+    """The totals of the three series and, with a radio, energy and battery life (the model)."""
+    n = len(ours)
+    print("\nthe %d wakes of each client over %s (sums):" % (n, node.profile.name))
+    print("                  handshake RTs  handshake B  datagrams   bytes   wall ms    cpu ms  radio mJ*  +fixed mJ*  failed")
+    series = [("dtls-lite", ours), ("full every wake", fulls)]
+    if builtins:
+        series.append(("built-in tls", builtins))
+    rows = {}
+    for name, rs in series:
+        t = totals(rs)
+        rows[name] = t
+        radio = node.profile.radio is not None
+        print("  %-15s %13d %12d %10d %7d %9.1f %9.2f %10s %11s  %d" % (
+            name, t[0], t[1], t[2], t[3], t[4], t[5], "%.1f" % t[6] if radio else "-",
+            "%.1f" % t[7] if radio else "-", sum(1 for r in rs if not got_reply(r))))
+    a = rows["dtls-lite"]
+    for name in rows:
+        if name == "dtls-lite":
+            continue
+        b = rows[name]
+        print("  dtls-lite / %-15s %6.2f %12.2f %10.2f %7.2f %9.2f %9.2f %10s %11s" % (
+            name, a[0] / max(b[0], 1), a[1] / max(b[1], 1), a[2] / max(b[2], 1), a[3] / max(b[3], 1),
+            a[4] / max(b[4], 1), a[5] / max(b[5], 1e-9), "%.2f" % (a[6] / b[6]) if b[6] else "-",
+            "%.2f" % (a[7] / b[7]) if b[7] else "-"))
+    if builtins and any(not got_reply(r) for r in builtins):
+        print("  (the built-in client never retransmits: a datagram the link drops ends its handshake"
+              " after its 5 s socket timeout)")
+    if node.profile.radio is None:
+        print("  (no radio on the %s profile: no energy figures; try --link wifi, lte-m or nb-iot)" % node.profile.name)
+        return
+    r = energy.RADIOS[node.profile.radio]
+    print("\n* energy is A MODEL (tools/energy.py; README 'Energy per wake'): %s currents times the"
+          "\n  emulated link's airtime and waits, ESP32 CPU = host CPU x %g (an assumption); radio mJ is"
+          "\n  the DTLS exchange, +fixed adds the radio's own cost of every wake (%.0f mJ each: %s)." % (
+              r["name"], energy.CPU_SCALE["micropython"], r["fixed_mas"] * r["volts"],
+              "reconnect" if not r["separate"] else "leave PSM, connect, release"))
+    sleep = energy.sleep_ma(node.profile.radio)
+    print("  battery life on a 2,000 mAh cell, deep sleep %.1f uA between wakes (mean wake of each series):" % (sleep * 1000))
+    print("                    every 1 min  every 15 min  every 1 h")
+    for name, t in rows.items():
+        q = t[9] / max(n, 1)
+        print("  %-15s %12.0f d %12.0f d %9.0f d" % (name, energy.battery_days(q, 60, sleep),
+                                                     energy.battery_days(q, 900, sleep),
+                                                     energy.battery_days(q, 3600, sleep)))
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server", help="HOST:PORT of a DTLS 1.2 PSK server (default: start the local pion one)")
     ap.add_argument("--identity", default=peers.IDENTITY)
     ap.add_argument("--psk", default=peers.PSK_HEX, help="PSK as hex")
     ap.add_argument("--wakes", type=int, default=10)
     ap.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
-    ap.add_argument("--timeout-ms", type=int, default=300, help="initial retransmission timeout")
+    ap.add_argument("--link", default=DEFAULT_LINK, choices=links.names(),
+                    help="link profile (tools/links.py), default %s" % DEFAULT_LINK)
+    ap.add_argument("--seed", default="demo", help="the relay's seed (loss and delays)")
+    ap.add_argument("--timeout-ms", type=int, help="initial retransmission timeout (default: the profile's)")
+    ap.add_argument("--reply-ms", type=int, help="how long a request waits for its reply (default: the profile's)")
     ap.add_argument("--no-cid", action="store_true", help="skip the Connection ID part")
-    args = ap.parse_args()
+    ap.add_argument("--no-builtin", action="store_true", help="skip MicroPython's built-in tls client")
+    args = ap.parse_args(argv)
     if args.wakes < 1:
         ap.error("--wakes must be at least 1")
-    exe = sys.executable if args.runtime == "cpython" else (benchkit.find_micropython() or "micropython")
+    profile = links.get(args.link)
     tmp = tempfile.mkdtemp(prefix="dtls-lite-demo-")
+    if args.runtime == "cpython":
+        exe, env = sys.executable, None
+    else:
+        exe = benchkit.find_micropython() or "micropython"
+        env = benchkit.mpy_env(tmp)  # dtls_lite from .mpy, as a device loads it
     state = os.path.join(tmp, "node-state.bin")
     ok = True
     with contextlib.ExitStack() as stack:
@@ -141,41 +250,57 @@ def main():
             host, port = host.strip("[]"), int(port)
             print("server: %s port %d (identity %s)" % (host, port, args.identity))
         else:
-            srv = stack.enter_context(peers.pion_server(psk_hex=args.psk, identity=args.identity))
+            # noems: MicroPython's built-in client offers no extended master secret (dtls-lite does)
+            srv = stack.enter_context(peers.pion_server(psk_hex=args.psk, identity=args.identity, noems=True))
             host, port = srv.host, srv.port
             print("server: local pion/dtls (echo, PSK, session store, AES-128-CCM-8 first) on %s:%d" % (host, port))
+        node = Node(exe, env, host, port, args.identity, args.psk, profile,
+                    args.timeout_ms or profile.timeout_ms, args.reply_ms or profile.reply_ms)
+        print("link: %s" % profile.describe())
+        print("      through tools/netem.py's relay on loopback, seed %r; client: initial retransmission"
+              " timeout %d ms, reply wait %d ms" % (args.seed, node.timeout_ms, node.reply_ms))
         print("node: %s, state in %s, each wake a new process, no close_notify\n" % (args.runtime, state))
-        print("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes   wall ms")
+        print(HEAD)
         results = []
-        for i, (label, bind, force, restart) in enumerate(schedule(args.wakes, srv is not None), 1):
-            if restart:
-                srv.restart()
-            r = wake(exe, host, port, args.identity, args.psk, state, bind, force, "reading %d" % i,
-                     args.timeout_ms)
-            results.append(r)
-            ok = row(i, label, r) and ok
-        print("\nthe same %d wakes with a full handshake on every wake (no saved state):" % args.wakes)
+        with links.relay(profile, (host, port), seed=args.seed) as front:
+            for i, (label, bind, force, restart) in enumerate(schedule(args.wakes, srv is not None), 1):
+                if restart:
+                    srv.restart()
+                r = node.wake(front, state, bind, force, "reading %d" % i)
+                results.append(r)
+                ok = row(i, label, r) and ok
+        print("(wall time: the wake in its process, from creating the client to saving the state, over"
+              " the emulated link;\n cpu ms: this host's CPU in that time, not an ESP32's)")
+        print("\nthe same %d wakes with a full handshake on every wake (no saved state, a fresh port each):" % args.wakes)
+        print(HEAD)
         fulls = []
-        for i in range(args.wakes):
-            if os.path.exists(state):
-                os.remove(state)
-            # a fresh local port each time: a node without state, and no server association to meet
-            fulls.append(wake(exe, host, port, args.identity, args.psk, state, (HOME[0], HOME[1] + 1 + i),
-                              False, "reading %d" % i, args.timeout_ms))
-        a, b = totals(results), totals(fulls)
-        print("                  handshake RTs  handshake B  datagrams   bytes   wall ms")
-        print("  dtls-lite       %13d %12d %10d %7d %9.1f" % (a[0], a[1], a[2], a[3], a[4] / 1000.0))
-        print("  full every wake %13d %12d %10d %7d %9.1f" % (b[0], b[1], b[2], b[3], b[4] / 1000.0))
-        if b[1]:
-            print("  ratio           %13.2f %12.2f %10.2f %7.2f %9.2f" % (
-                a[0] / max(b[0], 1), a[1] / b[1], a[2] / max(b[2], 1), a[3] / max(b[3], 1), a[4] / max(b[4], 1)))
-        ok = ok and all(r.get("ok") for r in fulls)
-        print("(wall time includes waiting --reply-ms for the reply that never came after the server"
-              " restart,\n and one retransmission where a server must first drop an association)")
+        with links.relay(profile, (host, port), seed=args.seed + "/full") as front:
+            for i in range(args.wakes):
+                if os.path.exists(state):
+                    os.remove(state)
+                r = node.wake(front, state, (HOME[0], HOME[1] + 1 + i), False, "reading %d" % (i + 1))
+                fulls.append(r)
+                ok = row(i + 1, "no state", r) and ok
+        builtins = []
+        if args.runtime != "micropython" or args.no_builtin:
+            print("\n(the built-in tls client is MicroPython's: skipped)")
+        else:
+            print("\nthe same %d wakes with MicroPython's built-in tls client (C Mbed TLS, full handshake"
+                  " every wake):" % args.wakes)
+            print(HEAD)
+            with links.relay(profile, (host, port), seed=args.seed + "/builtin") as front:
+                for i in range(args.wakes):
+                    r = node.builtin(front, "reading %d" % (i + 1))
+                    builtins.append(r)
+                    row(i + 1, "built-in, no state", r)
+        comparison(node, results, fulls, builtins)
         if srv is not None and not args.no_cid:
-            ok = cid_part(exe, args, tmp) and ok
-    for f in os.listdir(tmp):
-        os.remove(os.path.join(tmp, f))
+            ok = cid_part(node, tmp) and ok
+    for root, dirs, files in os.walk(tmp, topdown=False):
+        for f in files:
+            os.remove(os.path.join(root, f))
+        for d in dirs:
+            os.rmdir(os.path.join(root, d))
     os.rmdir(tmp)
     return 0 if ok else 1
 
