@@ -142,6 +142,9 @@ class DTLSClient:
         self.wake_reason = None
         self._past = [0, 0, 0, 0]  # datagrams/bytes sent/received by connections replaced this wake
         self._hs = [0, 0]  # handshake datagrams and bytes (both ways) this wake
+        self._probing = False  # a continued connection whose server has not answered yet
+        self.rto_ms = None  # what the continued connection's first request waited (request())
+        self.retries = 0  # records request() sent again on a continued connection
         self._keeper = None
         if store is not None or session_store is not None:
             from dtls_lite.keeper import Keeper
@@ -207,6 +210,7 @@ class DTLSClient:
         if action == wake.CONTINUE:
             self.conn.restore(saved, self._clock.now())
             k.restored(self.conn)
+            self._probing = True
             self._last_heard = saved.last_exchange_s
             self._handle_events()
             return
@@ -249,22 +253,70 @@ class DTLSClient:
         if self._keylog is not None:  # before save(): keys are logged before they can be used again
             self._keylog(self.conn.keylog_line())
         if self._keeper is not None:
+            if not st.retransmissions and st.round_trips:  # Karn: no flight was sent twice
+                self._keeper.sample(st.handshake_ms // st.round_trips)
             self.save()  # "probing": the old state is replaced only now that this one works
 
     def request(self, data, timeout_ms=2000):
         """Send data as one record and wait for one reply (bytes, None on timeout, b"" if the
         server closed). A continued connection that gets no reply may be dead on the server
         (restarted, evicted): then resume (a full handshake if the session is gone too) and
-        send once more."""
-        self.send(data)
-        reply = self.recv(timeout_ms)
-        if reply is None and self.conn.stats.handshake_kind == "continued":
+        send once more, waiting timeout_ms. Its first request does not wait timeout_ms for
+        that: see _probe()."""
+        if self.conn.stats.handshake_kind != "continued":
+            return self._exchange(data, timeout_ms)
+        if self._probing:
+            self._probing = False
+            reply = self._probe(data, timeout_ms)
+        else:
+            reply = self._exchange(data, timeout_ms)
+        if reply is None:
             session, self.wake_action = self._keeper.fallback(self.conn)
             self.wake_reason = "the continued connection got no reply"
             self._new_conn(session)
             self._handshake()
-            self.send(data)
-            reply = self.recv(timeout_ms)
+            reply = self._exchange(data, timeout_ms)
+        return reply
+
+    def _exchange(self, data, timeout_ms):
+        """send(), then recv(timeout_ms); a reply to this record alone is an RTT sample."""
+        clean = not self._rx  # a reply queued before the send is not this record's
+        t0 = self._clock.now()
+        self.send(data)
+        reply = self.recv(timeout_ms)
+        if reply and clean and self._keeper is not None:
+            self._keeper.sample(self._clock.now() - t0)
+        return reply
+
+    def _probe(self, data, timeout_ms):
+        """The first request of a continued connection. Servers drop records of a connection
+        they lost (restart, eviction) without a word, so silence is the only sign, and the
+        wait for it is what a node pays before it resumes. The record waits one RTO (the
+        server's smoothed RTT from earlier wakes, kept in the state: keeper.rto()); if no reply
+        came, it goes once more as a new record (a new sequence number: never a nonce twice)
+        and waits 2 RTO; both waits end within timeout_ms. A lost datagram costs a record,
+        not a handshake; a restarted server costs 3 RTO, then the fallback. The retry may
+        deliver data twice, as the fallback always could, and a slow server may then answer
+        twice: an application sending several requests per wake matches replies to requests
+        (e.g. CoAP message IDs and tokens)."""
+        k = self._keeper
+        rto = self.rto_ms = k.rto(self._options.get("initial_timeout_ms", 1000), timeout_ms)
+        t0 = self._clock.now()
+        clean = not self._rx
+        self.send(data)
+        reply = self.recv(rto)
+        if reply is None:
+            wait = t0 + timeout_ms - self._clock.now()
+            if wait > 2 * rto:
+                wait = 2 * rto
+            if wait > 0 and self.conn.state == cn.ST_CONNECTED:
+                self.retries += 1
+                self.send(data)
+                reply = self.recv(wait)
+                if reply:
+                    k.backed_off()  # Karn: which copy was answered is unknown, no sample
+        elif reply and clean:
+            k.sample(self._clock.now() - t0)
         return reply
 
     def send(self, data):

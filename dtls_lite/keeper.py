@@ -1,7 +1,9 @@
 # What a client does to keep its security state across deep sleep (DESIGN.md section 4): read
 # the stores, gather the facts for the wake policy (dtls_lite/wake.py), write the sequence
 # reservation before any record at or above it leaves, keep the old state until a new
-# handshake works ("probing"), and say what to do when a continued connection gets no reply.
+# handshake works ("probing"), say what to do when a continued connection gets no reply, and
+# how long to wait for that reply: the server's round-trip time, smoothed (RFC 6298), kept in
+# the saved state with the keys.
 # Shared by the adapters; never touches a socket or a clock (the wall clock is injected).
 from dtls_lite import connection as cn
 from dtls_lite import state
@@ -9,6 +11,14 @@ from dtls_lite import wake
 from dtls_lite.session import Session, resumable
 
 RESERVE = 64  # sequence numbers reserved per save: one store write per 64 records at most
+
+# Bounds of the RTO (ms) a continued wake's first record waits before its retry. Below: loopback
+# and a LAN answer in ~1 ms, but a loaded host (two cores, a test worker and the server) or a
+# MicroPython GC pause delays a reply by tens of ms; no radio link answers faster than this.
+# Above: the request's timeout_ms (the caller's), so the wait is never longer than before.
+RTO_MIN_MS = 50
+_MAX_BACKOFF = 3  # RFC 6298 5.5 doublings kept across wakes (Karn): 8 RTO at most
+_MAX_RTT_MS = 0xFFFF  # the blob's field (dtls_lite/state.py)
 
 
 class Keeper:
@@ -25,6 +35,9 @@ class Keeper:
         self.reserved = False  # the store holds a reservation for the live connection's keys
         self.saved_session_id = None  # session ID last written to session_store
         self.state_error = None  # why a stored blob was refused (a StateError), if it was
+        self.srtt = None  # smoothed round-trip time, ms (RFC 6298 2); None: never measured
+        self.rttvar = 0
+        self.backoff = 0  # RTO doublings since the last valid sample (RFC 6298 5.5, Karn)
 
     def load(self):
         """The SavedState in the store (or else the session store), or None; a refused blob
@@ -50,7 +63,46 @@ class Keeper:
                 self.saved_session_id = saved.session_id
             if found is None:
                 found = saved
+                if saved.srtt_ms is not None:
+                    self.srtt, self.rttvar, self.backoff = saved.srtt_ms, saved.rttvar_ms, saved.rto_backoff
         return found
+
+    # ---- round-trip time (RFC 6298) ----------------------------------------------------------
+
+    def sample(self, ms):
+        """A round trip of ms: a reply matched to a request (or a handshake flight) sent once;
+        never one answered after a retransmission (Karn: which copy was answered is unknown)."""
+        ms = min(max(ms, 0), _MAX_RTT_MS)
+        if self.srtt is None:  # RFC 6298 2.2
+            self.srtt = ms
+            self.rttvar = ms // 2
+        else:  # RFC 6298 2.3, alpha 1/8, beta 1/4
+            d = self.srtt - ms
+            self.rttvar = (3 * self.rttvar + (d if d >= 0 else -d)) // 4
+            self.srtt = (7 * self.srtt + ms) // 8
+        self.backoff = 0  # RFC 6298 5.7: a valid sample ends the back-off
+
+    def backed_off(self):
+        """The reply came only after a retry: keep a doubled RTO until a valid sample (RFC 6298
+        5.5; Karn's algorithm: the ambiguous round trip itself is not a sample)."""
+        if self.backoff < _MAX_BACKOFF:
+            self.backoff += 1
+
+    def rto(self, initial_ms, ceiling_ms):
+        """How long a continued wake's first record waits for its reply (ms): SRTT +
+        max(4 RTTVAR, SRTT), doubled per back-off, within RTO_MIN_MS..ceiling_ms; before any
+        sample initial_ms (RFC 6298 2.1: 1 s; the client's initial_timeout_ms). The SRTT term
+        is RFC 6298 2.3's max(G, K*RTTVAR) with G = SRTT: after steady samples RTTVAR nears 0,
+        and a server that takes twice as long as usual is slow, not gone."""
+        if self.srtt is None:
+            r = initial_ms
+        else:
+            v = 4 * self.rttvar
+            r = self.srtt + (v if v > self.srtt else self.srtt)
+        r <<= self.backoff
+        if r < RTO_MIN_MS:
+            r = RTO_MIN_MS
+        return r if r < ceiling_ms else ceiling_ms
 
     def facts(self, saved, suites, local_key, forced):
         """The wake policy's facts (wake.SESSION, ...) about saved (a SavedState or None)."""
@@ -90,6 +142,8 @@ class Keeper:
         st.server = self.server_key
         st.local = local_key
         st.last_exchange_s = last_heard
+        if self.srtt is not None:
+            st.srtt_ms, st.rttvar_ms, st.rto_backoff = self.srtt, min(self.rttvar, _MAX_RTT_MS), self.backoff
         if self.store is not None:
             self.store.save(state.dump(self.key, st))
             self.reserved = st.has_connection

@@ -6,26 +6,33 @@
 # (dtls_lite/session.py) for Connection.snapshot()/restore(), so that a client without a
 # store never loads that code.
 #
-# Layout, version 1 (big-endian; [flag] = present only when that flag bit is set):
+# Layout, version 2 (big-endian; [flag] = present only when that flag bit is set):
 #
 #   size  field
 #   2     magic b"dL"
-#   1     version = 1
+#   1     version = 2 (load() also takes version 1: the same without flag bit 9)
 #   2     total length of the blob, tag included
 #   2     flags: 0 ems, 1 etm, 2 connection, 3 server, 4 server is IPv6, 5 local,
-#                6 local is IPv6, 7 last_exchange_s, 8 read_max_seq >= 0; others zero
+#                6 local is IPv6, 7 last_exchange_s, 8 read_max_seq >= 0, 9 rtt; others zero
 #   2     suite (record.SUITE_*)
 #   1+n   session_id (n <= 32)
 #   48    master_secret
 #   [3]   server: port(2), address(4 or 16 by bit 4)
 #   [5]   local:  port(2), address(4 or 16 by bit 6)
 #   [7]   last_exchange_s: uint32 (caller's wall clock, seconds)
+#   [9]   rtt: srtt_ms(2), rttvar_ms(2), rto_backoff(1): the server's smoothed round-trip time,
+#         its variation (RFC 6298 2) and the doublings of the retransmission timeout since the
+#         last valid sample (RFC 6298 5.5, Karn); dtls_lite/keeper.py keeps them
 #   [2]   connection: epoch(2), write_seq(6), read_max_seq(6, 0 unless bit 8),
 #         read_window(8), write_cid(1+n), read_cid(1+n), key_block(record.key_block_len(suite))
 #   16    tag: HMAC-SHA256(state_key(psk, identity), every byte before it), first 16 bytes
 #
-# CCM_8, both addresses IPv6, a 32-byte session ID, 20-byte CIDs and last_exchange_s set:
-# 250 bytes. write_seq is a reservation (the caller stored current + N, DESIGN.md 4); the
+# CCM_8, both addresses IPv6, a 32-byte session ID, 20-byte CIDs, last_exchange_s and rtt set:
+# 255 bytes.
+#
+# Compatibility: a new optional field gets a flag bit and a new version; load() takes every
+# older version (the fields it lacks keep their defaults: a version 1 blob has no rtt) and
+# refuses a newer one with StateError (a full handshake follows, never a crash). write_seq is a reservation (the caller stored current + N, DESIGN.md 4); the
 # blob says nothing about whether it was already restored once, so never load one twice
 # without saving a higher reservation first.
 import struct
@@ -37,11 +44,11 @@ from dtls_lite.errors import StateError, UsageError
 from dtls_lite.session import Epoch, Session
 
 _MAGIC = b"dL"
-_VERSION = const(1)
+_VERSION = const(2)
 _HEADER = const(7)  # magic, version, length, flags
 _TAG = const(16)
 _MIN_LEN = const(74)  # header, suite, empty session_id, master_secret, tag
-_MAX_LEN = const(1024)  # above anything dump() writes (776 at most)
+_MAX_LEN = const(1024)  # above anything dump() writes (781 at most)
 _MAX_SEQ = const(0xFFFFFFFFFFFF)  # sequence numbers are 48-bit (RFC 6347 4.1)
 _MAX_U32 = const(0xFFFFFFFF)
 _KEY_LABEL = b"dtls-lite saved state key"
@@ -55,7 +62,11 @@ _F_LOCAL = const(0x020)
 _F_LOCAL6 = const(0x040)
 _F_LAST = const(0x080)
 _F_READ_ANY = const(0x100)
-_F_ALL = const(0x1FF)
+_F_RTT = const(0x200)
+_F_ALL = const(0x3FF)
+_F_ALL_V1 = const(0x1FF)  # version 1 had no rtt
+_MAX_RTT_MS = const(0xFFFF)
+_MAX_BACKOFF = const(8)
 
 
 class SavedState:
@@ -80,6 +91,9 @@ class SavedState:
         self.read_cid = b""
         self.local = None  # (ip bytes 4|16, port) or None if unknown
         self.last_exchange_s = None
+        self.srtt_ms = None  # None: no round trip measured yet (then rttvar_ms, rto_backoff 0)
+        self.rttvar_ms = 0
+        self.rto_backoff = 0
         for name in fields:
             if not hasattr(self, name):
                 raise UsageError("SavedState has no field %r" % name)
@@ -129,6 +143,9 @@ def dump(key, st):
     if st.last_exchange_s is not None:
         flags |= _F_LAST
         n += 4
+    if st.srtt_ms is not None:
+        flags |= _F_RTT
+        n += 5
     if conn:
         if st.read_max_seq >= 0:
             flags |= _F_READ_ANY
@@ -144,6 +161,9 @@ def dump(key, st):
     if st.last_exchange_s is not None:
         struct.pack_into(">I", buf, p, st.last_exchange_s)
         p += 4
+    if st.srtt_ms is not None:
+        struct.pack_into(">HHB", buf, p, st.srtt_ms, st.rttvar_ms, st.rto_backoff)
+        p += 5
     if conn:
         rmax = max(st.read_max_seq, 0)
         struct.pack_into(">HHIHIQB", buf, p, st.epoch, st.write_seq >> 32, st.write_seq & _MAX_U32,
@@ -172,7 +192,7 @@ def load(key, blob, server):
     if n < _HEADER:
         raise StateError("truncated (%d bytes)" % n)
     version, length, flags = struct.unpack_from(">BHH", blob, 2)
-    if version != _VERSION:
+    if not 1 <= version <= _VERSION:
         raise StateError("unknown version %d (this is version %d)" % (version, _VERSION))
     if n != length:
         raise StateError(("truncated (%d of %d bytes)" if n < length else "%d bytes where the header says %d")
@@ -182,7 +202,7 @@ def load(key, blob, server):
     end = n - _TAG
     if not crypto.ct_equal(crypto.hmac_sha256(key, memoryview(blob)[:end])[:_TAG], blob[end:]):
         raise StateError("tag mismatch: made for another PSK or identity, or corrupt")
-    st = _parse(blob, flags, end)
+    st = _parse(blob, flags, end, _F_ALL if version == _VERSION else _F_ALL_V1)
     problem = _problem(st)
     if problem is not None:
         raise StateError("inconsistent fields: " + problem)
@@ -281,6 +301,9 @@ def _problem(st):
     t = st.last_exchange_s
     if t is not None and not _uint(t, _MAX_U32):
         return "last_exchange_s must be None or 0..2**32-1"
+    if st.srtt_ms is not None and not (_uint(st.srtt_ms, _MAX_RTT_MS) and _uint(st.rttvar_ms, _MAX_RTT_MS)
+                                       and _uint(st.rto_backoff, _MAX_BACKOFF)):
+        return "srtt_ms and rttvar_ms must be 0..65535 and rto_backoff 0..%d" % _MAX_BACKOFF
     if not st.has_connection:
         return None
     if not _uint(st.epoch, 0xFFFF) or st.epoch == 0:
@@ -305,9 +328,10 @@ def _uint(v, top):
     return isinstance(v, int) and 0 <= v <= top
 
 
-def _parse(blob, flags, end):
-    """SavedState from an authenticated blob; StateError if its lengths do not add up."""
-    if flags & ~_F_ALL or (flags & _F_SERVER6 and not flags & _F_SERVER) \
+def _parse(blob, flags, end, known):
+    """SavedState from an authenticated blob whose version knows the flags `known`;
+    StateError if its lengths do not add up."""
+    if flags & ~known or (flags & _F_SERVER6 and not flags & _F_SERVER) \
             or (flags & _F_LOCAL6 and not flags & _F_LOCAL):
         raise StateError("inconsistent fields: unknown or contradictory flags 0x%03X" % flags)
     st = SavedState()
@@ -324,6 +348,9 @@ def _parse(blob, flags, end):
     if flags & _F_LAST:
         p = _need(p, 4, end)
         st.last_exchange_s = struct.unpack_from(">I", blob, p - 4)[0]
+    if flags & _F_RTT:
+        p = _need(p, 5, end)
+        st.srtt_ms, st.rttvar_ms, st.rto_backoff = struct.unpack_from(">HHB", blob, p - 5)
     if flags & _F_CONN:
         if st.suite not in rl.SUITES:
             raise StateError("inconsistent fields: unknown suite 0x%04X" % st.suite)

@@ -94,13 +94,16 @@ def run(o):
         result["policy"] = c.wake_action
         result["policy_reason"] = c.wake_reason
         result["tries"] = 0
+        result["request_us"] = []
         for msg in o["send"]:
             reply = None
+            t1 = ticks_us()
             for _ in range(o["tries"]):
                 result["tries"] += 1
                 reply = c.request(msg, o["reply_ms"])
                 if reply is not None:
                     break
+            result["request_us"].append(ticks_diff(ticks_us(), t1))
             result["received"].append(None if reply is None else reply.decode())
         result["suite"] = suite_name(c.conn.suite)
         if o["close"]:
@@ -120,6 +123,8 @@ def run(o):
         result["reason"] = c.wake_reason
         result["state_error"] = None if c.state_error is None else str(c.state_error)
         result["stats"] = c.stats.as_dict()
+        result["rto_ms"] = c.rto_ms  # what a continued wake's first request waited (adaptive)
+        result["retries"] = c.retries
         result["wire"] = c.wire
     # what this wake loaded: a continued wake loads no handshake code (issue 13)
     result["modules"] = sorted(m for m in sys.modules if m.startswith("dtls_lite"))

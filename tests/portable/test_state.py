@@ -15,7 +15,15 @@ SERVER6 = (sm.ip_bytes("2001:db8::1"), 5684)
 SERVER4 = (sm.ip_bytes("127.0.0.1"), 5684)
 FIELDS = ("session_id", "master_secret", "suite", "ems", "etm", "server", "has_connection",
           "epoch", "key_block", "write_seq", "read_max_seq", "read_window", "write_cid",
-          "read_cid", "local", "last_exchange_s")
+          "read_cid", "local", "last_exchange_s", "srtt_ms", "rttvar_ms", "rto_backoff")
+# big_state() as the version 1 code (before the rtt field) wrote it: old blobs must still load
+V1_BLOB = ("644c0100fa01fdc0a820000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+           "6465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c"
+           "8d8e8f90919293163420010db80000000000000000000000019c40fe8000000000000000000000000000"
+           "026955b900000100000012d68700000000004d1fffffffffffffff14c1c1c1c1c1c1c1c1c1c1c1c1c1"
+           "c1c1c1c1c1c1c114c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2000102030405060708090a0b0c"
+           "0d0e0f101112131415161718191a1b1c1d1e1f2021222324252627853114558e46bacf31c9fdd0e991"
+           "9138")
 
 
 def big_state(suite=rl.SUITE_PSK_AES_128_CCM_8):
@@ -26,7 +34,7 @@ def big_state(suite=rl.SUITE_PSK_AES_128_CCM_8):
         has_connection=True, epoch=1, key_block=bytes(range(rl.key_block_len(suite))),
         write_seq=1234567, read_max_seq=77, read_window=0xFFFFFFFFFFFFFFFF >> 3,
         write_cid=b"\xc1" * 20, read_cid=b"\xc2" * 20, local=(sm.ip_bytes("fe80::2"), 40000),
-        last_exchange_s=1767225600)
+        last_exchange_s=1767225600, srtt_ms=1234, rttvar_ms=321, rto_backoff=2)
 
 
 def session_state():
@@ -67,6 +75,7 @@ def test_round_trip_preserves_every_field():
     back = sm.load(KEY, sm.dump(KEY, st), SERVER4)
     same(st, back)
     assert back.has_connection is False and back.local is None and back.last_exchange_s is None
+    assert back.srtt_ms is None and back.rttvar_ms == 0 and back.rto_backoff == 0
 
 
 def test_round_trip_extremes():
@@ -97,7 +106,7 @@ def test_input_may_be_bytearray_or_memoryview():
 def test_size_bound():
     blob = sm.dump(KEY, big_state())
     assert len(blob) <= 256, len(blob)
-    assert len(blob) == 250
+    assert len(blob) == 255  # 250 in version 1, without rtt
     assert len(sm.dump(KEY, session_state())) == 10 + 32 + 48 + 6 + 16
 
 
@@ -122,10 +131,27 @@ def test_refusal_every_truncation_length():
 
 def test_refusal_unknown_version():
     blob = bytearray(sm.dump(KEY, big_state()))
-    blob[2] = 2
-    assert refused(bytes(blob)) == "unknown version 2 (this is version 1)"
+    blob[2] = 3
+    assert refused(bytes(blob)) == "unknown version 3 (this is version 2)"
     blob[2] = 0
     assert "unknown version 0" in refused(retag(bytes(blob)))
+
+
+def test_version_1_blob_loads_without_rtt():
+    from binascii import unhexlify  # MicroPython 1.16 has no bytes.fromhex
+    v1 = unhexlify(V1_BLOB)
+    back = sm.load(KEY, v1, SERVER6)
+    assert back.srtt_ms is None and back.rttvar_ms == 0 and back.rto_backoff == 0
+    st = big_state()
+    st.srtt_ms, st.rttvar_ms, st.rto_backoff = None, 0, 0
+    same(st, back)
+    assert sm.dump(KEY, back)[2] == 2 and len(sm.dump(KEY, back)) == 250  # written as version 2
+    # version 1 knew no rtt flag: a v1 blob that has it is refused, not half-read
+    flags = struct.unpack_from(">H", v1, 5)[0]
+    assert "flags" in refused(patched(v1, 5, ">H", flags | 0x200))
+    # and a version 2 blob with the flag cleared under it has 5 bytes left over
+    blob = sm.dump(KEY, big_state())
+    assert "bad lengths" in refused(patched(blob, 5, ">H", struct.unpack_from(">H", blob, 5)[0] & ~0x200))
 
 
 def test_refusal_other_psk_identity_or_server():
@@ -153,7 +179,7 @@ def test_refusal_every_bit_flip():
 
 def test_refusal_inconsistent_fields_behind_a_valid_tag():
     blob = sm.dump(KEY, big_state())
-    suite_off, flags_off, conn_off = 7, 5, 10 + 32 + 48 + 18 + 18 + 4
+    suite_off, flags_off, conn_off = 7, 5, 10 + 32 + 48 + 18 + 18 + 4 + 5  # 5: rtt
     assert "unknown suite 0x1234" in refused(patched(blob, suite_off, ">H", 0x1234))
     # another known suite implies another key_block length
     assert "bad lengths" in refused(patched(blob, suite_off, ">H", rl.SUITE_PSK_AES_128_CBC_SHA256))
@@ -181,7 +207,9 @@ def test_dump_refuses_values_that_do_not_fit():
            ("read_cid", None), ("last_exchange_s", -1), ("last_exchange_s", 2 ** 32),
            ("last_exchange_s", 1.5), ("server", ("127.0.0.1", 0)), ("server", ("127.0.0.1", 65536)),
            ("server", ("localhost", 5684)), ("server", (b"\x7f\x00\x00", 5684)), ("server", 5684),
-           ("local", ("::1", -1)), ("local", ("::1", "80")))
+           ("local", ("::1", -1)), ("local", ("::1", "80")), ("srtt_ms", -1), ("srtt_ms", 65536),
+           ("srtt_ms", 1.5), ("rttvar_ms", None), ("rttvar_ms", 65536), ("rto_backoff", 9),
+           ("rto_backoff", -1))
     for name, value in bad:
         st = big_state()
         setattr(st, name, value)
