@@ -18,10 +18,12 @@ SLEEP_MS = 60000                   # deep sleep between wakes
 #                                  # port their saved connection used, as continuing needs
 # BIND_HOST = "0.0.0.0"
 # NODE_NAME = "node"               # goes into every reading
-# REPLY_TIMEOUT_MS = 3000          # wait this long for the server's reply
+# REPLY_TIMEOUT_MS = 3000          # wait this long for the server's reply (a continued wake's
+#                                  # first record waits ~3 RTO of it, learned; then resumes)
 # AUTO_HANDSHAKE_TIMEOUT_S = None  # resume when the server was last heard longer ago (NATs: 30)
 # FORCE_RESUME = False             # always resume instead of continuing the connection
 # SESSION_FILE = "session.bin"     # durable session copy on flash (None: RTC memory only)
 # INITIAL_TIMEOUT_MS = 1000        # handshake retransmission timer (RFC 6347 4.2.4.1)
 # MAX_RETRANSMITS = 3
+# HANDSHAKE_TIMEOUT_MS = 30000     # a whole handshake, however the server answers
 # BOOT_GRACE_MS = 3000             # after power-on/reset: time to press Ctrl-C for the REPL
