@@ -300,13 +300,14 @@ class DTLSClient:
         twice: an application sending several requests per wake matches replies to requests
         (e.g. CoAP message IDs and tokens)."""
         k = self._keeper
-        rto = self.rto_ms = k.rto(self._options.get("initial_timeout_ms", 1000), timeout_ms)
+        limit = timeout_ms if timeout_ms is not None else 0x3FFFFFFF  # None: no bound but RTO's
+        rto = self.rto_ms = k.rto(self._options.get("initial_timeout_ms", 1000), limit)
         t0 = self._clock.now()
         clean = not self._rx
         self.send(data)
         reply = self.recv(rto)
         if reply is None:
-            wait = t0 + timeout_ms - self._clock.now()
+            wait = t0 + limit - self._clock.now()
             if wait > 2 * rto:
                 wait = 2 * rto
             if wait > 0 and self.conn.state == cn.ST_CONNECTED:

@@ -237,6 +237,21 @@ def test_slow_but_live_server_needs_no_handshake():
         srv.close()
 
 
+def test_no_timeout_still_waits_rto_then_resumes():
+    # request(data, None): no bound from the caller; the RTO rule alone decides the fallback
+    srv = UdpServer()
+    try:
+        node = Node(srv)
+        _learn(node, 1)
+        srv.restart()
+        c = node.wake()
+        assert c.request(b"unbounded", None) == b"unbounded"
+        assert c.stats.handshake_kind == "full" and c.retries == 1 and c.rto_ms < 1000, c.rto_ms
+        c.suspend()
+    finally:
+        srv.close()
+
+
 def test_lost_record_costs_a_retry_with_a_new_sequence_number():
     srv = UdpServer()
     try:
