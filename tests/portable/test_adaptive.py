@@ -100,6 +100,8 @@ class UdpServer:
         self.restart()
         self.delay_ms = 0
         self.drop_app = 0
+        self.drop_reply = 0
+        self.app_data = []  # every application payload that arrived
         self.app_seqs = []  # (epoch, seq) of every application record that arrived
         self.done = False
         self.stopped = False
@@ -133,7 +135,12 @@ class UdpServer:
             if self.drop_app:
                 self.drop_app -= 1
                 continue
-            out.append(srv.app(plain))
+            self.app_data.append(plain)
+            reply = srv.app(plain)
+            if self.drop_reply:
+                self.drop_reply -= 1
+                continue
+            out.append(reply)
         if out and self.delay_ms:
             _sleep_ms(self.delay_ms)
         for d in out:
@@ -272,5 +279,21 @@ def test_lost_record_costs_a_retry_with_a_new_sequence_number():
         assert c.retries == 0
         k.load()
         assert k.backoff == 0
+    finally:
+        srv.close()
+
+
+def test_lost_reply_costs_a_retry_and_delivers_the_data_twice():
+    # the price the README names: the server got the first copy, only its reply was lost
+    srv = UdpServer()
+    try:
+        node = Node(srv)
+        _learn(node, 1)
+        srv.drop_reply = 1
+        seen = len(srv.app_data)
+        c = node.wake()
+        node.request(c, b"reply lost")
+        assert c.stats.handshake_kind == "continued" and c.retries == 1
+        assert srv.app_data[seen:] == [b"reply lost", b"reply lost"]
     finally:
         srv.close()
