@@ -1,14 +1,19 @@
-# Blocking UDP adapter around the sans-I/O Connection; runs on MicroPython and CPython.
-# It owns the socket and the clocks, and pumps datagrams: every protocol decision is
+# The UDP client around the sans-I/O Connection; runs on MicroPython and CPython.
+# Driver owns the socket and the clocks and holds everything a client does except waiting for
+# a datagram: the wake policy's use (connect), request()'s steps (adaptive wait, retry,
+# fallback), sending, what a received datagram or a timer does. Every protocol decision is
 # Connection's, what to do with saved state on a wake is dtls_lite/wake.py's table, and
-# persistence (stores, the sequence reservation, probing, the fallback of request()) is
-# dtls_lite/keeper.py's, loaded only with a store.
+# persistence (stores, the sequence reservation, probing, the fallback's session) is
+# dtls_lite/keeper.py's, loaded only with a store. The waits are the shells': DTLSClient here
+# (blocking: poll or a socket timeout) and dtls_lite/aio.py's AsyncDTLSClient (asyncio), which
+# builds on this module and is never imported by it. Driver lives here, not in a module of its
+# own, so that the blocking client, the one a device runs, loads no module more than before.
 import socket
 import time
 
 from dtls_lite import connection as cn
 from dtls_lite import wake
-from dtls_lite.compat import MICROPYTHON
+from dtls_lite.compat import MICROPYTHON, const
 from dtls_lite.errors import ConnectionClosed, HandshakeTimeout, UsageError
 
 # The receive buffer. On MicroPython, where it is heap a node carries all the time: the largest
@@ -40,6 +45,14 @@ class Clock:
         self._last = t
         return self._now
 
+
+# request()'s phases: what the record last sent waits for
+_RQ_START = const(5)  # nothing sent yet
+_RQ_LAST = const(0)  # its reply, whatever comes
+_RQ_EXCHANGE = const(1)  # a continued connection's reply: silence falls back
+_RQ_PROBE = const(2)  # a continued wake's first record: one RTO
+_RQ_RETRY = const(3)  # its second copy: 2 RTO at most
+_RQ_HANDSHAKE = const(4)  # the fallback's handshake; then the record goes once more
 
 _ECONNREFUSED = 111  # Linux and lwIP (ESP32) alike
 _EAGAIN = 11
@@ -91,20 +104,10 @@ def _wall_clock():
     return int(time.time())
 
 
-class DTLSClient:
-    """A DTLS 1.2 PSK client over one UDP socket.
-
-    with DTLSClient("127.0.0.1", 5684, b"Client_identity", psk) as c:
-        c.send(b"hello"); reply = c.recv(2000)
-    Keyword arguments after psk go to Connection (suites, mtu, initial_timeout_ms,
-    max_retransmits, rng, ...). bind=(host, port) fixes the local address and port.
-    socket_factory(family), if given, makes the datagram socket instead of socket.socket (a
-    wrapper that traces or filters datagrams, as the desktop CLI's).
-
-    With store= (dtls_lite.store), the session and the connection survive the process (deep
-    sleep): connect() continues, resumes or does a full handshake as dtls_lite/wake.py's
-    table says; suspend() saves and lets go without close_notify.
-    """
+class Driver:
+    """A DTLS 1.2 PSK client over one UDP socket, but for the waits (see the module header):
+    DTLSClient and aio.AsyncDTLSClient are this plus how they wait. The arguments are
+    DTLSClient's (its docstring)."""
 
     def __init__(self, host, port, identity, psk, bind=None, connect=True, store=None,
                  session_store=None, auto_handshake_timeout_s=None, wall_clock=None, local=None,
@@ -145,6 +148,7 @@ class DTLSClient:
         self._probing = False  # a continued connection whose server has not answered yet
         self.rto_ms = None  # what the continued connection's first request waited (request())
         self.retries = 0  # records request() sent again on a continued connection
+        self._rq = None  # request(): [phase, data, timeout_ms, t0, clean, rto] of the one under way
         self._keeper = None
         if store is not None or session_store is not None:
             from dtls_lite.keeper import Keeper
@@ -158,6 +162,7 @@ class DTLSClient:
         # bytes per datagram, so there the socket is non-blocking, poll() waits and readinto()
         # takes what is queued: datagrams back to back, whole records all (a record never spans
         # datagrams, RFC 6347 4.1.1), which receive() parses one by one as it would anyway.
+        # (DTLSClient's wait; aio.AsyncDTLSClient sets the socket up its own way.)
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
         self._recv_into = getattr(self._sock, "recv_into", None)
@@ -192,42 +197,6 @@ class DTLSClient:
         """Why a stored blob was refused (a StateError), if it was."""
         return None if self._keeper is None else self._keeper.state_error
 
-    def connect(self):
-        """Continue, resume or handshake as the wake policy says; raises HandshakeTimeout,
-        AlertReceived or ProtocolError when a handshake fails (the stored state is kept)."""
-        if self.conn.state != cn.ST_IDLE:
-            raise UsageError("connect() called twice")
-        k = self._keeper
-        facts = 0
-        if k is not None:
-            self.saved = k.load()
-            facts = k.facts(self.saved, self.conn.suites, self._local_key, self._forced)
-        elif self._forced:
-            facts = wake.FORCED
-        action, self.wake_reason = wake.decide(facts)
-        self.wake_action = wake.ACTION_NAMES[action]
-        saved = self.saved
-        if action == wake.CONTINUE:
-            self.conn.restore(saved, self._clock.now())
-            k.restored(self.conn)
-            self._probing = True
-            self._last_heard = saved.last_exchange_s
-            self._handle_events()
-            return
-        if action == wake.ABBREVIATED:
-            from dtls_lite.keeper import session_of
-            self._new_conn(session_of(saved))
-        self._handshake()
-
-    def _new_conn(self, session):
-        st = self.conn.stats
-        p = self._past
-        p[0] += st.datagrams_sent
-        p[1] += st.bytes_sent
-        p[2] += st.datagrams_received
-        p[3] += st.bytes_received
-        self.conn = cn.Connection(self._identity, self._psk, session=session, **self._options)
-
     @property
     def wire(self):
         """What this client put on and took off the wire, over every connection it used."""
@@ -237,88 +206,6 @@ class DTLSClient:
                 "datagrams_received": p[2] + st.datagrams_received,
                 "bytes_received": p[3] + st.bytes_received,
                 "handshake_datagrams": self._hs[0], "handshake_bytes": self._hs[1]}
-
-    def _handshake(self):
-        if self._keeper is not None:
-            self._keeper.reserved = False  # new keys: nothing of theirs is stored yet
-        self.conn.connect(self._clock.now())
-        while self.conn.state != cn.ST_CONNECTED:
-            if self.conn.state == cn.ST_CLOSED:
-                raise self.conn.error or ConnectionClosed("closed during the handshake")
-            self._pump(None)
-        st = self.conn.stats
-        self._hs[0] += st.datagrams_sent + st.datagrams_received
-        self._hs[1] += st.bytes_sent + st.bytes_received
-        self._forced = False
-        if self._keylog is not None:  # before save(): keys are logged before they can be used again
-            self._keylog(self.conn.keylog_line())
-        if self._keeper is not None:
-            if not st.retransmissions and st.round_trips:  # Karn: no flight was sent twice
-                self._keeper.sample(st.handshake_ms // st.round_trips)
-            self.save()  # "probing": the old state is replaced only now that this one works
-
-    def request(self, data, timeout_ms=2000):
-        """Send data as one record and wait for one reply (bytes, None on timeout, b"" if the
-        server closed). A continued connection that gets no reply may be dead on the server
-        (restarted, evicted): then resume (a full handshake if the session is gone too) and
-        send once more, waiting timeout_ms. Its first request does not wait timeout_ms for
-        that: see _probe()."""
-        if self.conn.stats.handshake_kind != "continued":
-            return self._exchange(data, timeout_ms)
-        if self._probing:
-            self._probing = False
-            reply = self._probe(data, timeout_ms)
-        else:
-            reply = self._exchange(data, timeout_ms)
-        if reply is None:
-            session, self.wake_action = self._keeper.fallback(self.conn)
-            self.wake_reason = "the continued connection got no reply"
-            self._new_conn(session)
-            self._handshake()
-            reply = self._exchange(data, timeout_ms)
-        return reply
-
-    def _exchange(self, data, timeout_ms):
-        """send(), then recv(timeout_ms); a reply to this record alone is an RTT sample."""
-        clean = not self._rx  # a reply queued before the send is not this record's
-        t0 = self._clock.now()
-        self.send(data)
-        reply = self.recv(timeout_ms)
-        if reply and clean and self._keeper is not None:
-            self._keeper.sample(self._clock.now() - t0)
-        return reply
-
-    def _probe(self, data, timeout_ms):
-        """The first request of a continued connection. Servers drop records of a connection
-        they lost (restart, eviction) without a word, so silence is the only sign, and the
-        wait for it is what a node pays before it resumes. The record waits one RTO (the
-        server's smoothed RTT from earlier wakes, kept in the state: keeper.rto()); if no reply
-        came, it goes once more as a new record (a new sequence number: never a nonce twice)
-        and waits 2 RTO; both waits end within timeout_ms. A lost datagram costs a record,
-        not a handshake; a restarted server costs 3 RTO, then the fallback. The retry may
-        deliver data twice, as the fallback always could, and a slow server may then answer
-        twice: an application sending several requests per wake matches replies to requests
-        (e.g. CoAP message IDs and tokens)."""
-        k = self._keeper
-        limit = timeout_ms if timeout_ms is not None else 0x3FFFFFFF  # None: no bound but RTO's
-        rto = self.rto_ms = k.rto(self._options.get("initial_timeout_ms", 1000), limit)
-        t0 = self._clock.now()
-        clean = not self._rx
-        self.send(data)
-        reply = self.recv(rto)
-        if reply is None:
-            wait = t0 + limit - self._clock.now()
-            if wait > 2 * rto:
-                wait = 2 * rto
-            if wait > 0 and self.conn.state == cn.ST_CONNECTED:
-                self.retries += 1
-                self.send(data)
-                reply = self.recv(wait)
-                if reply:
-                    k.backed_off()  # Karn: which copy was answered is unknown, no sample
-        elif reply and clean:
-            k.sample(self._clock.now() - t0)
-        return reply
 
     def send(self, data):
         self.conn.send(data)
@@ -345,18 +232,6 @@ class DTLSClient:
             self._sock.close()
             self._sock = None
 
-    def recv(self, timeout_ms=None):
-        """Next application payload; None on timeout; b"" once the server closed cleanly."""
-        if timeout_ms is not None:
-            deadline = self._clock.now() + timeout_ms
-        while not self._rx:
-            if self.conn.state == cn.ST_CLOSED:
-                return b""
-            if timeout_ms is not None and self._clock.now() >= deadline:
-                return None
-            self._pump(deadline if timeout_ms is not None else None)
-        return self._rx.pop(0)
-
     def close(self):
         """close_notify and close; a store then keeps only the session (resumable)."""
         if self._sock is None:
@@ -374,11 +249,207 @@ class DTLSClient:
             except OSError:
                 pass  # a store that cannot be written keeps its older, still valid state
 
-    def __enter__(self):
-        return self
+    # ---- connect(): the wake policy ---------------------------------------------------------
 
-    def __exit__(self, *exc):
-        self.close()
+    def _start(self):
+        """connect() up to the wait: decide as the wake policy says, restore a continued
+        connection or start a handshake. True if a handshake was started."""
+        if self.conn.state != cn.ST_IDLE:
+            raise UsageError("connect() called twice")
+        k = self._keeper
+        facts = 0
+        if k is not None:
+            self.saved = k.load()
+            facts = k.facts(self.saved, self.conn.suites, self._local_key, self._forced)
+        elif self._forced:
+            facts = wake.FORCED
+        action, self.wake_reason = wake.decide(facts)
+        self.wake_action = wake.ACTION_NAMES[action]
+        saved = self.saved
+        if action == wake.CONTINUE:
+            self.conn.restore(saved, self._clock.now())
+            k.restored(self.conn)
+            self._probing = True
+            self._last_heard = saved.last_exchange_s
+            self._handle_events()
+            return False
+        if action == wake.ABBREVIATED:
+            from dtls_lite.keeper import session_of
+            self._handshake(session_of(saved))
+        else:
+            self._handshake()
+        return True
+
+    def _handshake(self, session=False):
+        """Start a handshake: of self.conn (a fresh Connection) if session is False, else of a
+        new Connection offering session (None: a full handshake). The shell then waits while
+        _handshaking()."""
+        if session is not False:
+            st = self.conn.stats
+            p = self._past
+            p[0] += st.datagrams_sent
+            p[1] += st.bytes_sent
+            p[2] += st.datagrams_received
+            p[3] += st.bytes_received
+            self.conn = cn.Connection(self._identity, self._psk, session=session, **self._options)
+        if self._keeper is not None:
+            self._keeper.reserved = False  # new keys: nothing of theirs is stored yet
+        self.conn.connect(self._clock.now())
+
+    def _handshaking(self):
+        """True while the handshake waits for the peer; raises if it failed; once it is done,
+        counts it, logs the keys and saves (before False)."""
+        if self.conn.state == cn.ST_CLOSED:
+            raise self.conn.error or ConnectionClosed("closed during the handshake")
+        if self.conn.state != cn.ST_CONNECTED:
+            return True
+        st = self.conn.stats
+        self._hs[0] += st.datagrams_sent + st.datagrams_received
+        self._hs[1] += st.bytes_sent + st.bytes_received
+        self._forced = False
+        if self._keylog is not None:  # before save(): keys are logged before they can be used again
+            self._keylog(self.conn.keylog_line())
+        if self._keeper is not None:
+            if not st.retransmissions and st.round_trips:  # Karn: no flight was sent twice
+                self._keeper.sample(st.handshake_ms // st.round_trips)
+            self.save()  # "probing": the old state is replaced only now that this one works
+        return False
+
+    # ---- request(): one record, one reply, the fallback -------------------------------------
+
+    def _exchange(self, data, timeout_ms):
+        """The first step of request(data, timeout_ms), as _step() gives them."""
+        self._rq = [_RQ_START, data, timeout_ms, 0, True, 0]
+        return self._step(None)
+
+    def _step(self, data):
+        """request()'s next step (done, arg), given what the last one gave: the reply to a wait
+        (bytes, b"" if the server closed, None on timeout), None after a handshake. (True,
+        reply): request() returns reply; (False, ms): recv(ms); (None, None): the fallback's
+        handshake started, wait while _handshaking().
+
+        A continued connection's first record (_RQ_PROBE): servers drop records of a
+        connection they lost (restart, eviction) without a word, so silence is the only sign,
+        and the wait for it is what a node pays before it resumes. The record waits one RTO
+        (the server's smoothed RTT from earlier wakes, kept in the state: keeper.rto()); if no
+        reply came, it goes once more as a new record (a new sequence number: never a nonce
+        twice) and waits 2 RTO; both waits end within timeout_ms. A lost datagram costs a
+        record, not a handshake; a restarted server costs 3 RTO, then the fallback: resume (a
+        full handshake if the session is gone too) and send once more, waiting timeout_ms.
+        The retry may deliver data twice, as the fallback always could, and a slow server may
+        then answer twice: an application sending several requests per wake matches replies
+        to requests (e.g. CoAP message IDs and tokens)."""
+        reply = data
+        rq = self._rq
+        phase = rq[0]
+        k = self._keeper
+        wait = rq[2]
+        if phase == _RQ_START:
+            phase = _RQ_LAST
+            if self.conn.stats.handshake_kind == "continued":
+                phase = _RQ_EXCHANGE
+                if self._probing:
+                    self._probing = False
+                    phase = _RQ_PROBE
+                    limit = wait if wait is not None else 0x3FFFFFFF  # None: no bound but RTO's
+                    wait = rq[5] = self.rto_ms = k.rto(self._options.get("initial_timeout_ms", 1000), limit)
+        elif phase == _RQ_HANDSHAKE:
+            phase = _RQ_LAST
+        elif reply is not None:
+            if phase == _RQ_RETRY:
+                if reply:
+                    k.backed_off()  # Karn: which copy was answered is unknown, no sample
+            elif reply and rq[4] and k is not None:  # a reply to this record alone: an RTT sample
+                k.sample(self._clock.now() - rq[3])
+            return True, reply
+        elif phase == _RQ_LAST:
+            return True, None
+        else:  # silence on a continued connection
+            if phase == _RQ_PROBE:
+                if wait is None:
+                    wait = 0x3FFFFFFF
+                wait = rq[3] + wait - self._clock.now()
+                if wait > 2 * rq[5]:
+                    wait = 2 * rq[5]
+                if wait > 0 and self.conn.state == cn.ST_CONNECTED:
+                    self.retries += 1
+                    Driver.send(self, rq[1])  # a new record: a new sequence number
+                    rq[0] = _RQ_RETRY
+                    return False, wait
+            session, self.wake_action = k.fallback(self.conn)
+            self.wake_reason = "the continued connection got no reply"
+            self._handshake(session)
+            rq[0] = _RQ_HANDSHAKE
+            return None, None
+        rq[0] = phase
+        rq[3] = self._clock.now()
+        rq[4] = not self._rx  # a reply queued before the send is not this record's
+        Driver.send(self, rq[1])
+        return False, wait
+
+    # ---- recv() and the pump ----------------------------------------------------------------
+
+    def _take(self, deadline):
+        """What recv() returns now: the next payload, b"" once closed, None at the deadline;
+        or else, once what is queued went out, the ms to wait for a datagram (an int: until
+        the connection's timer or the deadline, at least 1; -1: no bound)."""
+        if self._rx:
+            return self._rx.pop(0)
+        if self.conn.state == cn.ST_CLOSED:
+            return b""
+        now = self._clock.now()
+        if deadline is not None and now >= deadline:
+            return None
+        if self._sock is None:
+            raise ConnectionClosed("client is closed")
+        self._transmit()
+        ms = self.conn.timer()
+        if deadline is not None and (ms is None or deadline < ms):
+            ms = deadline
+        return -1 if ms is None else max(ms - now, 1)
+
+    def _receive(self, data):
+        """After a wait: the datagram received (None: none), the timers, the events."""
+        now = self._clock.now()
+        if data is not None:
+            self.conn.receive(data, now)
+            self._transmit()  # the answer goes out first: the peer is waiting for it
+        self.conn.handle_timer(now)
+        self._transmit()
+        self._handle_events()
+
+    def _transmit(self):
+        out = self.conn.datagrams_to_send()
+        if out and self._keeper is not None:
+            out = self._keeper.guard(self.conn, out, self._local_key, self._last_heard)
+        for d in out:
+            try:
+                self._sock.send(d)
+            except OSError as e:
+                # ICMP errors are unauthenticated and often transient (server restarting):
+                # count them and let the retransmission timer decide, as for a lost datagram;
+                # so is a full send buffer of a non-blocking socket (MicroPython, asyncio).
+                if _is_refused(e):
+                    self.port_unreachable += 1
+                elif not e.args or e.args[0] != _EAGAIN:
+                    raise
+
+    def _handle_events(self):
+        while True:
+            ev = self.conn.next_event()
+            if ev is None:
+                break
+            if ev[0] == cn.EVENT_DATA:
+                self._rx.append(ev[1])
+                self._last_heard = int(self._wall())
+            elif ev[0] == cn.EVENT_CONNECTED and self.conn.stats.handshake_kind != "continued":
+                self._last_heard = int(self._wall())
+            elif ev[0] == cn.EVENT_CLOSED and ev[1] is not None:
+                err = ev[1]
+                if isinstance(err, HandshakeTimeout) and self.port_unreachable:
+                    err = HandshakeTimeout("%s; ICMP port unreachable %d times: is a server listening"
+                                           " on %s?" % (err, self.port_unreachable, self._where))
+                raise err
 
     # ---- saved state ---------------------------------------------------------------------
 
@@ -403,73 +474,77 @@ class DTLSClient:
     def _persist(self):
         self._keeper.persist(self.conn, self._local_key, self._last_heard)
 
-    # ---- the pump ------------------------------------------------------------------------
 
-    def _transmit(self):
-        out = self.conn.datagrams_to_send()
-        if out and self._keeper is not None:
-            out = self._keeper.guard(self.conn, out, self._local_key, self._last_heard)
-        for d in out:
-            try:
-                self._sock.send(d)
-            except OSError as e:
-                # ICMP errors are unauthenticated and often transient (server restarting):
-                # count them and let the retransmission timer decide, as for a lost datagram;
-                # so is a full send buffer of the non-blocking socket (MicroPython).
-                if _is_refused(e):
-                    self.port_unreachable += 1
-                elif not e.args or e.args[0] != _EAGAIN:
-                    raise
+class DTLSClient(Driver):
+    """A DTLS 1.2 PSK client over one UDP socket, blocking.
 
-    def _pump(self, deadline):
-        """Send what is queued, wait for one datagram or the next timer, handle events."""
-        if self._sock is None:
-            raise ConnectionClosed("client is closed")
-        self._transmit()
-        data = self._recv(deadline)
-        now = self._clock.now()
-        if data is not None:
-            self.conn.receive(data, now)
-            self._transmit()  # the answer goes out first: the peer is waiting for it
-        self.conn.handle_timer(now)
-        self._transmit()
-        self._handle_events()
+    with DTLSClient("127.0.0.1", 5684, b"Client_identity", psk) as c:
+        c.send(b"hello"); reply = c.recv(2000)
+    Keyword arguments after psk go to Connection (suites, mtu, initial_timeout_ms,
+    max_retransmits, rng, ...). bind=(host, port) fixes the local address and port.
+    socket_factory(family), if given, makes the datagram socket instead of socket.socket (a
+    wrapper that traces or filters datagrams, as the desktop CLI's).
 
-    def _recv(self, deadline):
-        """Received bytes (a memoryview of the buffer), or None once the connection's timer or
-        the deadline is due."""
-        wake_ms = self.conn.timer()
-        if deadline is not None and (wake_ms is None or deadline < wake_ms):
-            wake_ms = deadline
-        wait = -1 if wake_ms is None else max(wake_ms - self._clock.now(), 1)
+    With store= (dtls_lite.store), the session and the connection survive the process (deep
+    sleep): connect() continues, resumes or does a full handshake as dtls_lite/wake.py's
+    table says; suspend() saves and lets go without close_notify.
+    """
+
+    def connect(self):
+        """Continue, resume or handshake as the wake policy says; raises HandshakeTimeout,
+        AlertReceived or ProtocolError when a handshake fails (the stored state is kept)."""
+        if self._start():
+            self._handshake_wait()
+
+    def _handshake_wait(self):
+        while self._handshaking():
+            self._receive(self._recv(self._take(None)))  # no payload comes before Finished
+
+    def request(self, data, timeout_ms=2000):
+        """Send data as one record and wait for one reply (bytes, None on timeout, b"" if the
+        server closed). A continued connection that gets no reply may be dead on the server
+        (restarted, evicted): then resume (a full handshake if the session is gone too) and
+        send once more, waiting timeout_ms. Its first request does not wait timeout_ms for
+        that: it waits one RTO, sends once more and waits 2 RTO (Driver._step)."""
+        done, arg = self._exchange(data, timeout_ms)
+        while not done:
+            if done is False:
+                done, arg = self._step(self.recv(arg))
+            else:
+                self._handshake_wait()
+                done, arg = self._step(None)
+        return arg
+
+    def recv(self, timeout_ms=None):
+        """Next application payload; None on timeout; b"" once the server closed cleanly."""
+        deadline = None if timeout_ms is None else self._clock.now() + timeout_ms
+        while True:
+            r = self._take(deadline)
+            if not isinstance(r, int):
+                return r
+            self._receive(self._recv(r))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- the wait --------------------------------------------------------------------------
+
+    def _recv(self, ms):
+        """Received bytes (a memoryview of the buffer), or None after ms (-1: no bound)."""
         try:
             if self._poll is not None:
-                for _ in self._poll.ipoll(wait):  # ipoll: no list per call
+                for _ in self._poll.ipoll(ms):  # ipoll: no list per call
                     n = self._sock.readinto(self._buf)  # None: woken with nothing queued
                     return self._view[:n] if n else None
                 return None
-            self._sock.settimeout(None if wake_ms is None else wait / 1000)
+            self._sock.settimeout(None if ms < 0 else ms / 1000)
             return self._view[:self._recv_into(self._buf)]
         except OSError as e:
-            if _is_refused(e):
+            if _is_refused(e):  # an ICMP report, unauthenticated: counted, as a timeout
                 self.port_unreachable += 1
             elif not _is_timeout(e):
                 raise
         return None
-
-    def _handle_events(self):
-        while True:
-            ev = self.conn.next_event()
-            if ev is None:
-                break
-            if ev[0] == cn.EVENT_DATA:
-                self._rx.append(ev[1])
-                self._last_heard = int(self._wall())
-            elif ev[0] == cn.EVENT_CONNECTED and self.conn.stats.handshake_kind != "continued":
-                self._last_heard = int(self._wall())
-            elif ev[0] == cn.EVENT_CLOSED and ev[1] is not None:
-                err = ev[1]
-                if isinstance(err, HandshakeTimeout) and self.port_unreachable:
-                    err = HandshakeTimeout("%s; ICMP port unreachable %d times: is a server listening"
-                                           " on %s?" % (err, self.port_unreachable, self._where))
-                raise err

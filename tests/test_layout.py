@@ -1,9 +1,15 @@
 """The shape of the package (issue 13): no import circle inside dtls_lite/, no module reaching
 into another object's _private names, and what a continued wake imports at module level stays
-free of the handshake. Read from the source with ast (CPython)."""
+free of the handshake (read from the source with ast); the blocking client never loads the
+asyncio one (issue 16: ast, and an import on each runtime)."""
 import ast
 import glob
 import os
+import subprocess
+
+import pytest
+
+from support import runtimes as rt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANDSHAKE_CODE = {"dtls_lite.client_handshake", "dtls_lite.handshake", "dtls_lite.reassembly",
@@ -77,3 +83,34 @@ def test_a_wake_imports_no_handshake_code_at_module_level():
             todo.extend(graph[m])
     assert not HANDSHAKE_CODE & seen, sorted(HANDSHAKE_CODE & seen)
     assert "dtls_lite.connection" in seen and "dtls_lite.record" in seen
+
+
+def test_the_blocking_client_never_imports_the_async_one():
+    # issue 16: AsyncDTLSClient builds on client.Driver; the blocking client, the one a device
+    # runs, must not load dtls_lite/aio.py (nor asyncio) anywhere, not even lazily.
+    mods = _modules()
+    graph = dict((m, _imports(t, False) & set(mods)) for m, t in mods.items())
+    seen = set()
+    todo = ["dtls_lite.client", "dtls_lite.keeper", "dtls_lite.store", "dtls_lite.state"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    assert "dtls_lite.connection" in seen and "dtls_lite.client_handshake" in seen
+    assert "dtls_lite.aio" not in seen
+    assert [m for m in mods if "dtls_lite.aio" in graph[m]] == []  # no module of the package uses it
+    for m in seen:
+        for n in ast.walk(mods[m]):
+            if isinstance(n, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in n.names] + [getattr(n, "module", None) or ""]
+                assert not {"asyncio", "uasyncio"} & set(names), (m, names)
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython", "micropython32"])
+def test_importing_the_blocking_client_loads_no_asyncio(runtime):
+    code = ("import sys\nimport dtls_lite.client, dtls_lite.store, dtls_lite.keeper\n"
+            "print(sorted(m for m in sys.modules if 'asyncio' in m or m == 'dtls_lite.aio'))\n")
+    p = subprocess.run([rt.executable(runtime), "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)

@@ -10,10 +10,13 @@
 #            --suite HEX  --keylog FILE (append the NSS key log line)  --close (close_notify)
 #            --tries N (request() up to N times until a reply: an application's own retry, as
 #            CoAP's confirmable messages; DTLS does not retransmit application data)
+#            --aio (dtls_lite.aio's AsyncDTLSClient under asyncio, the same steps awaited)
+#            --tick-ms N (with --aio: a task ticking every N ms beside the wake; the report
+#            gives its ticks and the longest gap between two, max_tick_gap_ms)
 import json
 import sys
 
-from runtime import ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
+from runtime import need_asyncio, ticks_diff, ticks_us  # noqa: E402  (also puts the repo root on sys.path)
 
 from dtls_lite.client import DTLSClient  # noqa: E402
 from dtls_lite.record import suite_name  # noqa: E402
@@ -30,7 +33,8 @@ def parse(argv):
         raise SystemExit("usage: wake.py HOST PORT IDENTITY PSK_HEX --state FILE [options]")
     o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
          "state": None, "bind": None, "local": None, "force": False, "send": [], "reply_ms": 2000,
-         "options": {}, "keylog": None, "close": False, "suites": [], "tries": 1}
+         "options": {}, "keylog": None, "close": False, "suites": [], "tries": 1,
+         "aio": False, "tick_ms": None}
     i = 4
     while i < len(argv):
         a = argv[i]
@@ -58,8 +62,10 @@ def parse(argv):
             o["tries"] = int(v)
         elif a == "--keylog":
             o["keylog"] = v
-        elif a in ("--force-resume", "--close"):
-            o["force" if a == "--force-resume" else "close"] = True
+        elif a == "--tick-ms":
+            o["tick_ms"] = int(v)
+        elif a in ("--force-resume", "--close", "--aio"):
+            o[{"--force-resume": "force", "--close": "close", "--aio": "aio"}[a]] = True
             i -= 1
         else:
             raise SystemExit("unknown option " + a)
@@ -112,12 +118,20 @@ def run(o):
             c.suspend()
         result["ok"] = True
     except Exception as e:  # reported, not raised: the caller checks the error type and text
-        result["ok"] = False
-        result["error"] = type(e).__name__
-        result["message"] = str(e)
-        if c is not None:
-            c.suspend()  # saves only what is safe (a failed handshake leaves the store alone)
+        _failed(result, e, c)
     result["wall_us"] = ticks_diff(ticks_us(), t0)
+    return _report(c, result)
+
+
+def _failed(result, e, c):
+    result["ok"] = False
+    result["error"] = type(e).__name__
+    result["message"] = str(e)
+    if c is not None:
+        c.suspend()  # saves only what is safe (a failed handshake leaves the store alone)
+
+
+def _report(c, result):
     if c is not None:
         result["action"] = c.wake_action  # after a fallback this is what was finally done
         result["reason"] = c.wake_reason
@@ -131,5 +145,70 @@ def run(o):
     return result
 
 
+async def _run_aio(o, asyncio):
+    """run() with AsyncDTLSClient: the same steps, awaited; with tick_ms a ticking task beside."""
+    from dtls_lite.aio import AsyncDTLSClient
+    result = {"runtime": sys.implementation.name, "received": []}
+    ticks = [0, 0, None]  # ticks, longest gap (us), last tick
+    ticker = None
+    if o["tick_ms"]:
+        async def tick():
+            while True:
+                await asyncio.sleep_ms(o["tick_ms"]) if hasattr(asyncio, "sleep_ms") \
+                    else await asyncio.sleep(o["tick_ms"] / 1000)
+                t = ticks_us()
+                if ticks[2] is not None and ticks_diff(t, ticks[2]) > ticks[1]:
+                    ticks[1] = ticks_diff(t, ticks[2])
+                ticks[0] += 1
+                ticks[2] = t
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+    c = None
+    t0 = ticks_us()
+    try:
+        c = AsyncDTLSClient(o["host"], o["port"], o["identity"], o["psk"], bind=o["bind"], local=o["local"],
+                            store=FileStore(o["state"]), keylog=_keylog(o["keylog"]), **o["options"])
+        if o["force"]:
+            c.force_resume()
+        await c.connect()
+        result["connect_us"] = ticks_diff(ticks_us(), t0)
+        result["policy"] = c.wake_action
+        result["policy_reason"] = c.wake_reason
+        result["tries"] = 0
+        result["request_us"] = []
+        for msg in o["send"]:
+            reply = None
+            t1 = ticks_us()
+            for _ in range(o["tries"]):
+                result["tries"] += 1
+                reply = await c.request(msg, o["reply_ms"])
+                if reply is not None:
+                    break
+            result["request_us"].append(ticks_diff(ticks_us(), t1))
+            result["received"].append(None if reply is None else reply.decode())
+        result["suite"] = suite_name(c.conn.suite)
+        if o["close"]:
+            await c.close()
+        else:
+            c.suspend()
+        result["ok"] = True
+    except Exception as e:
+        _failed(result, e, c)
+    result["wall_us"] = ticks_diff(ticks_us(), t0)
+    if ticker is not None:
+        ticker.cancel()
+        result["ticks"] = ticks[0]
+        result["max_tick_gap_ms"] = ticks[1] // 1000
+    result["aio"] = True
+    return _report(c, result)
+
+
+def run_aio(o):
+    need_asyncio()
+    import asyncio
+    return asyncio.run(_run_aio(o, asyncio))
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(parse(sys.argv[1:]))))
+    opts = parse(sys.argv[1:])
+    print(json.dumps(run_aio(opts) if opts["aio"] else run(opts)))
