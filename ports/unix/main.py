@@ -7,6 +7,7 @@
 # From a checkout (no deploy), one wake:
 #     micropython ports/unix/main.py --config my_config.py --once
 #   --once: do not sleep before exiting (the caller decides when the next wake is)
+#   --aio: the asyncio node (ports/anode.py: a sensor task beside the exchange)
 import sys
 
 
@@ -32,7 +33,11 @@ def start(argv):
         cfg = config_from_file(argv[argv.index("--config") + 1])
     else:
         import config as cfg
-    node.run(cfg, UnixBoard(cfg, sleep=not once))
+    if "--aio" in argv:
+        import anode
+        anode.run(cfg, UnixBoard(cfg, sleep=not once))
+    else:
+        node.run(cfg, UnixBoard(cfg, sleep=not once))
 
 
 if __name__ == "__main__":
