@@ -367,4 +367,3 @@ def test_client_module_does_not_import_aio():
     # for the module graph; here, what a fresh import of dtls_lite.client would pull in
     import dtls_lite.client as cl
     assert not hasattr(cl, "AsyncDTLSClient") and not hasattr(cl, "asyncio")
-    assert records is not None  # (fakeserver helpers imported for the scenarios above)
