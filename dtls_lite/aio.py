@@ -98,7 +98,11 @@ class AsyncDTLSClient(cl.Driver):
 
     async def __aenter__(self):
         if self.wake_action is None:
-            await self.connect()
+            try:
+                await self.connect()
+            except BaseException:  # no __aexit__ follows: let the socket go (DTLSClient does)
+                self.suspend()  # saves nothing of a failed or interrupted handshake
+                raise
         return self
 
     async def __aexit__(self, *exc):

@@ -299,6 +299,8 @@ def test_timeouts():
         assert await c.request(b"dropped", 150) is None  # not continued: no fallback
         assert 145 <= _ms() - t0 < 700 and c.stats.handshake_kind == "full"
         assert await c.request(b"kept", 1000) == b"kept"
+        await c.send(b"sent")  # send() and recv() apart
+        assert await c.recv(1000) == b"sent"
         await c.close()
 
     # a server that never answers: HandshakeTimeout once the retransmissions are spent
@@ -316,6 +318,14 @@ def test_timeouts():
         assert 50 + 100 + 200 <= took < 2000, took
         assert c.stats.retransmissions == 2
         await c.close()
+        c = AsyncDTLSClient("127.0.0.1", port, IDENTITY, PSK, initial_timeout_ms=50, max_retransmits=1)
+        try:
+            async with c:
+                raise AssertionError("connected to nobody")
+        except HandshakeTimeout:
+            pass
+        assert c._sock is None  # the failed entry let the socket go (no __aexit__ follows)
+        assert await c.recv(10) == b""  # closed
 
     try:
         asyncio.run(main())
