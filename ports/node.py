@@ -198,8 +198,10 @@ def wake(cfg, board, client_class=None):
             board.log("no store configured: every wake does a full handshake")
 
         stage = "network"
+        t_net = _ticks_ms()
         ip = board.network_up(cfg)
         report["ip"] = ip
+        report["net_ms"] = _ticks_diff(_ticks_ms(), t_net)  # WiFi/PPP up: radio time too
 
         stage = "connect"
         if client_class is None:
