@@ -1,0 +1,104 @@
+"""The portable suite (tests/portable) on the emulated ESP32, from flash, as .mpy.
+
+dtls_lite and the ESP32 port come from the real tools/deploy.py (the `deployed` image); the
+test modules, their helpers (fakeserver, support) and a small runner (emurun.py, the output
+protocol of tests/mp_runner.py) are compiled to .mpy for the board and copied next to them.
+Each module runs after a soft reset, so each starts with the whole heap (about 106 KB free
+after boot, on this firmware without PSRAM). One pytest test per portable test.
+
+Tests that cannot fit that heap are listed in HEAP_BOUND with the reason; they must fail on
+the board with a MemoryError (anything else fails the test, and so does a pass: then they fit
+and leave the list).
+"""
+import os
+
+import pytest
+
+import esp32tier
+from support import runtimes
+
+# (module, test) -> why it cannot run in the ESP32's heap.
+HEAP_BOUND = {
+}
+
+
+def _cases():
+    out = []
+    for m in runtimes.portable_modules():
+        for t in runtimes.listed_tests(m):
+            marks = []
+            if (m, t) in HEAP_BOUND:
+                marks.append(pytest.mark.xfail(raises=MemoryError, strict=True,
+                                               reason=HEAP_BOUND[(m, t)]))
+            out.append(pytest.param(m, t, id="%s.py::%s" % (m, t), marks=marks))
+    return out
+
+
+class _Suite:
+    def __init__(self, board, tmp):
+        self.board = board
+        self.tmp = tmp
+        self.runs = {}
+
+    def run(self, module):
+        if module not in self.runs:
+            self.runs[module] = esp32tier.run_module(self.board, module)
+        return self.runs[module]
+
+
+@pytest.fixture(scope="module")
+def suite(deployed, tmp_path_factory):
+    d = tmp_path_factory.mktemp("esp32-portable")
+    board = esp32tier.board_from(deployed[0], d)
+    try:
+        files = esp32tier.portable_files(str(d / "build"))
+        esp32tier.ship(board, files)
+        s = _Suite(board, d)
+        yield s
+        _write_summary(s)
+    finally:
+        board.stop()
+
+
+def _write_summary(s):
+    """build/esp32emu-portable.txt: seconds and heap per module (for README's figures)."""
+    lines = []
+    for m in sorted(s.runs):
+        r = s.runs[m]
+        start = r.heap.get("<start>", (0, 0))[0]
+        imp = r.heap.get("<import>", (0, 0))[0]
+        lines.append("%-22s %6.0f s  %s  heap free at start %d, after import %d"
+                     % (m, r.seconds, r.summary, start, imp))
+    out = os.path.join(esp32tier.ROOT, "build")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "esp32emu-portable.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("module,test", _cases())
+def test_portable_on_esp32(suite, module, test):
+    run = suite.run(module)
+    result = run.results.get(test)
+    if result is None:
+        pytest.fail("%s.py::%s did not report on the emulated ESP32 (%s). Output tail:\n%s"
+                    % (module, test, run.error or "import failed or the board crashed?",
+                       run.output[-4000:]), pytrace=False)
+    passed, text = result
+    if (module, test) in HEAP_BOUND:
+        if not passed and any("MemoryError" in line for line in text):
+            raise MemoryError("%s on the board: %s" % (test, text[-1] if text else ""))
+        if passed:
+            return  # strict xfail turns this into a failure: it fits now, unlist it
+    if not passed:
+        pytest.fail("%s.py::%s FAILED on the emulated ESP32:\n%s" % (module, test,
+                                                                     "\n".join(text)),
+                    pytrace=False)
+
+
+@pytest.mark.parametrize("module", runtimes.portable_modules())
+def test_module_ran_whole(suite, module):
+    """Every listed test of the module reported, and nothing else did (no import failure)."""
+    run = suite.run(module)
+    listed = runtimes.listed_tests(module)
+    assert run.summary is not None, "no summary line (crashed?):\n" + run.output[-3000:]
+    assert sorted(run.results) == listed, run.output[-3000:]
