@@ -57,7 +57,16 @@ _DEFAULTS = {
     # about 7 s with the timers above; one that restarts the schedule with new cookies, here.
     "HANDSHAKE_TIMEOUT_MS": 30000,
     "WIFI_TIMEOUT_MS": 15000,
+    # Report the free heap (after gc.collect()) at the wake's steps: a measurement aid, off
+    # by default because each collection costs CPU time on a node that wakes to do little.
+    "HEAP_REPORT": False,
 }
+
+
+def _heap(cfg, report, step):
+    if getattr(cfg, "HEAP_REPORT", False):
+        gc.collect()
+        report.setdefault("heap", {})[step] = gc.mem_free()
 
 
 def setting(cfg, name):
@@ -168,6 +177,7 @@ def wake(cfg, board, client_class=None):
     """One wake; returns the report (a dict of JSON-able values). Never raises Exception."""
     t0 = _ticks_ms()
     report = {"node": None, "board": board.name, "ok": False}
+    _heap(cfg, report, "start")
     client = None
     stage = "config"
     try:
@@ -229,8 +239,10 @@ def wake(cfg, board, client_class=None):
                                   **options)
             if setting(cfg, "FORCE_RESUME"):
                 client.force_resume()
+            _heap(cfg, report, "client")
             try:
                 client.connect()
+                _heap(cfg, report, "connected")
                 break
             except HandshakeTimeout as e:
                 if attempt == 2 or fresh:
@@ -256,6 +268,7 @@ def wake(cfg, board, client_class=None):
             raise OSError("no reply within %d ms" % setting(cfg, "REPLY_TIMEOUT_MS"))
         report["reply"] = reply.decode("utf-8", "replace") if reply else ""
         report["echoed"] = reply == sent.encode()
+        _heap(cfg, report, "replied")
 
         stage = "save"
         client.suspend()  # save, and no close_notify: the server keeps the connection
