@@ -34,7 +34,8 @@ mp32:
 # under MicroPython, a compile, a firmware build) are one xdist_group (tests/conftest.py).
 TEST_WORKERS ?= 2
 test: venv peers
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15; rc=$$?; \
+	@echo "make test: tests/esp32emu (the emulated ESP32) runs on its own: make esp32emu-test"
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 --ignore=tests/esp32emu; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
@@ -76,7 +77,7 @@ $(ESP32EMU_STAMP): pyproject.toml
 	@touch $@
 
 esp32emu-test: esp32emu peers
-	$(PY) -m pytest -q -p no:cacheprovider tests/esp32emu
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests/esp32emu
 
 # Build and test leftovers; keeps .venv and the built peers (.peers), see distclean.
 clean:
