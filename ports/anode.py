@@ -7,7 +7,6 @@
 # times out is not tried again from a new port (node.py's rule 3); the next wake tries again.
 # Needs MicroPython 1.17 or newer (dtls_lite/aio.py); the blocking node.py runs on 1.16.
 import gc
-import time
 
 try:
     import asyncio
@@ -21,19 +20,8 @@ except ImportError:  # from a checkout, as ports.anode
 
 _DEFAULTS = {"SAMPLES": 3, "SAMPLE_MS": 100}
 
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-except AttributeError:  # CPython
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-
 def _since(t0):
-    return _ticks_diff(_ticks_ms(), t0)
+    return node.ticks_diff(node.ticks_ms(), t0)
 
 
 def _setting(cfg, name):
@@ -64,7 +52,7 @@ async def wake(cfg, board):
     """One wake; returns the report (node.wake()'s, plus "samples" and "sampled_while_connecting").
     Never raises Exception."""
     from dtls_lite.aio import AsyncDTLSClient
-    t0 = _ticks_ms()
+    t0 = node.ticks_ms()
     report = {"node": None, "board": board.name, "ok": False, "aio": True}
     client = None
     samples = []

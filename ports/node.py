@@ -26,15 +26,16 @@
 import gc
 import time
 
-# (its own copy of the clock: node.py must load and report even when dtls_lite cannot)
+# (its own copy of the clock: node.py must load and report even when dtls_lite cannot;
+# anode.py uses this one)
 try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
 except AttributeError:  # CPython
-    def _ticks_ms():
+    def ticks_ms():
         return int(time.monotonic() * 1000)
 
-    def _ticks_diff(a, b):
+    def ticks_diff(a, b):
         return a - b
 
 DEEPSLEEP = "deepsleep"
@@ -175,7 +176,7 @@ def _error(report, stage, e, board):
 
 def wake(cfg, board, client_class=None):
     """One wake; returns the report (a dict of JSON-able values). Never raises Exception."""
-    t0 = _ticks_ms()
+    t0 = ticks_ms()
     report = {"node": None, "board": board.name, "ok": False}
     _heap(cfg, report, "start")
     client = None
@@ -208,10 +209,10 @@ def wake(cfg, board, client_class=None):
             board.log("no store configured: every wake does a full handshake")
 
         stage = "network"
-        t_net = _ticks_ms()
+        t_net = ticks_ms()
         ip = board.network_up(cfg)
         report["ip"] = ip
-        report["net_ms"] = _ticks_diff(_ticks_ms(), t_net)  # WiFi/PPP up: radio time too
+        report["net_ms"] = ticks_diff(ticks_ms(), t_net)  # WiFi/PPP up: radio time too
 
         stage = "connect"
         if client_class is None:
@@ -286,7 +287,7 @@ def wake(cfg, board, client_class=None):
             report["wire"] = client.wire
         except Exception:
             pass
-    report["ms"] = _ticks_diff(_ticks_ms(), t0)
+    report["ms"] = ticks_diff(ticks_ms(), t0)
     report["mem_free"] = board.mem_free()
     return report
 
