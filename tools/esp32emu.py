@@ -393,6 +393,12 @@ def _die_with_parent():
 
 
 ROM_BANNER = b"rst:0x"  # the ESP32 ROM prints the reset cause at every reset
+def _at_repl(out):
+    """The REPL prompt came after the last reset's ROM banner."""
+    last = out.rfind(ROM_BANNER.decode())
+    return last >= 0 and ">>> " in out[last:]
+
+
 HANG_NOTE = ("a known emulation hazard, not the firmware's: the IDF's DPORT-access stall makes "
              "one core spin until the other answers, and when the host deschedules a QEMU "
              "core thread at the wrong moment both wait forever (the cores' threads run "
@@ -607,13 +613,7 @@ class Esp32Board:
 
     def stop(self, timeout=20):
         """Quit QEMU cleanly (the flash file gets everything written), then free the pty."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.monitor("quit")
-                self.proc.wait(timeout)
-            except (OSError, EmuError, subprocess.TimeoutExpired):
-                pass
-        self._kill()
+        self.shutdown(timeout)
         self._stopping = True
         if self._thread is not None:
             self._thread.join(5)
@@ -712,10 +712,7 @@ class Esp32Board:
 
     def wait_repl(self, timeout=300, since=0):
         """Wait for the REPL prompt after the last boot; True when it came."""
-        def ready(out):
-            last = out.rfind(ROM_BANNER.decode())
-            return last >= 0 and ">>> " in out[last:]
-        return bool(self.wait_for(ready, timeout, since))
+        return bool(self.wait_for(_at_repl, timeout, since))
 
     def cpu_pcs(self):
         """The program counter of each emulated core (monitor), e.g. ['40081e7c', '400814fc']."""
@@ -746,14 +743,11 @@ class Esp32Board:
 
     def wait_booted(self, ready=None, timeout=30, attempts=3, since=0):
         """Wait until ready(output since the boot) (default: the REPL prompt). A boot that
-        hangs is reset (the monitor's system_reset) and waited for again, up to `attempts`
+        hangs is booted again the same way (boot_again) and waited for, up to `attempts`
         boots: under a loaded host, QEMU's two emulated cores sometimes deadlock in the IDF's
         start-up (HANG_NOTE); each hang is logged and kept in self.boot_hangs. True when
         ready, False when every attempt hung or QEMU exited."""
-        def repl(out):
-            last = out.rfind(ROM_BANNER.decode())
-            return last >= 0 and ">>> " in out[last:]
-        ready = ready or repl
+        ready = ready or _at_repl
         for attempt in range(attempts):
             if self.wait_for(ready, timeout, since):
                 return True
