@@ -42,7 +42,8 @@ def connected(client_cid=b"", server_cid=SERVER_CID, suites=None, **kw):
     c = new_client(cid=client_cid, suites=suites) if suites else new_client(cid=client_cid)
     srv = cid_server(server_cid, **kw)
     handshake(c, srv)
-    assert c.state == cn.ST_CONNECTED, c.error
+    # oom_drops: on a small heap (the emulated ESP32) a datagram may be dropped for lack of memory
+    assert c.state == cn.ST_CONNECTED, (c.state, c.error, c.oom_drops)
     assert srv.client_finished_ok is True
     events(c)
     return c, srv
