@@ -1,7 +1,9 @@
 """The shape of the package (issue 13): no import circle inside dtls_lite/, no module reaching
 into another object's _private names, and what a continued wake imports at module level stays
 free of the handshake (read from the source with ast); the blocking client never loads the
-asyncio one (issue 16: ast, and an import on each runtime)."""
+asyncio one (issue 16: ast, and an import on each runtime), nor the CoAP client (issue 17: an
+application without CoAP pays nothing for dtls_lite/coap.py; ast, and an import on each
+runtime)."""
 import ast
 import glob
 import os
@@ -111,6 +113,38 @@ def test_the_blocking_client_never_imports_the_async_one():
 def test_importing_the_blocking_client_loads_no_asyncio(runtime):
     code = ("import sys\nimport dtls_lite.client, dtls_lite.store, dtls_lite.keeper\n"
             "print(sorted(m for m in sys.modules if 'asyncio' in m or m == 'dtls_lite.aio'))\n")
+    p = subprocess.run([rt.executable(runtime), "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
+
+
+def _wake_closure(mods, graph):
+    seen = set()
+    todo = ["dtls_lite.client", "dtls_lite.keeper", "dtls_lite.store", "dtls_lite.state"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    return seen
+
+
+def test_the_blocking_client_never_imports_coap():
+    # issue 17: dtls_lite/coap.py builds on the client (reserve_counter, request); the client,
+    # its stores and keeper never load it, not even lazily, and no other module of the device
+    # package does either. (The desktop CLI imports it for coaps:// URIs: not shipped.)
+    mods = _modules()
+    graph = dict((m, _imports(t, False) & set(mods)) for m, t in mods.items())
+    seen = _wake_closure(mods, graph)
+    assert "dtls_lite.client_handshake" in seen and "dtls_lite.coap" not in seen
+    users = sorted(m for m in mods if "dtls_lite.coap" in graph[m])
+    assert [m for m in users if not m.startswith("dtls_lite.desktop")] == [], users
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython", "micropython32"])
+def test_importing_the_blocking_client_loads_no_coap(runtime):
+    code = ("import sys\nimport dtls_lite.client, dtls_lite.store, dtls_lite.keeper, dtls_lite.state\n"
+            "print(sorted(m for m in sys.modules if 'coap' in m))\n")
     p = subprocess.run([rt.executable(runtime), "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
