@@ -3,13 +3,15 @@
 #
 # Like `openssl s_client -dtls1_2 -psk`, plus saved state (--state, dtls_lite.store.FileStore):
 # the wake policy (dtls_lite/wake.py) continues the saved connection, resumes the session or
-# does a full handshake. CPython only, like all of dtls_lite.desktop; argparse and traceback are
+# does a full handshake. Given a coaps:// URI it is a CoAP client instead, like libcoap's
+# coap-client (coapcli.py: one request, the response's code and payload on stdout). CPython only, like all of dtls_lite.desktop; argparse and traceback are
 # imported lazily so that the module still imports under MicroPython (tests/test_mpy.py).
 import os
 
 from dtls_lite import __version__
 from dtls_lite import record as rl
 from dtls_lite.desktop.exits import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, error_code
+from dtls_lite.desktop import coapcli
 from dtls_lite.desktop.run import Run
 
 DEFAULT_PORT = 5684  # coaps (RFC 7252 12.7): what a DTLS-PSK device usually talks to
@@ -50,10 +52,23 @@ state (--state FILE):
 key log (--keylog FILE, default $SSLKEYLOGFILE): appends "CLIENT_RANDOM <hex> <hex>" lines
   (NSS key log format) after each handshake, so Wireshark/tshark decrypt a capture:
   tshark -r f.pcap -o tls.keylog_file:FILE -d udp.port==PORT,dtls -T fields -e data.data
-  A continued connection (no handshake in the capture) cannot be decrypted that way.""",
+  A continued connection (no handshake in the capture) cannot be decrypted that way.
+
+CoAP (a coaps://HOST[:PORT]/PATH[?QUERY] URI instead of HOST[:PORT]; port default 5684):
+  one CoAP request over DTLS, like libcoap's coap-client: --method (default get), --send
+  DATA as the payload, --content-format, --accept, --non; prints the response code and
+  reason ("2.05 Content") on one line, then the payload. With --state the message ID and
+  token come from a counter saved with the state (DTLSClient.reserve_counter), so a run
+  that continues the connection never repeats the last run's message ID: servers drop a
+  repeated one as a duplicate for 247 s (RFC 7252 4.5) and answer from their cache.
+  --reply-ms bounds the whole request (default: dtls_lite.coap's). Exit 9: the server
+  answered 4.xx or 5.xx (still printed) or reset the request.
+    dtls-lite coaps://127.0.0.1/time --psk 73656372657450534b
+    dtls-lite coaps://[::1]:5684/sensors/t -m put --send 21.5 --state node.bin --psk HEX""",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", nargs="?", metavar="HOST[:PORT]",
-                   help="server; IPv6 in brackets: [::1]:5684 (default port %d)" % DEFAULT_PORT)
+    p.add_argument("target", nargs="?", metavar="HOST[:PORT] | coaps://HOST[:PORT]/PATH[?QUERY]",
+                   help="server; IPv6 in brackets: [::1]:5684 (default port %d); a coaps:// URI "
+                        "makes one CoAP request instead (see CoAP below)" % DEFAULT_PORT)
     p.add_argument("--server", "-s", metavar="HOST[:PORT]", help="the server (instead of the positional)")
     p.add_argument("--identity", "--psk-identity", "-i", default=DEFAULT_IDENTITY, metavar="ID",
                    help="PSK identity (default %s)" % DEFAULT_IDENTITY)
@@ -83,11 +98,23 @@ key log (--keylog FILE, default $SSLKEYLOGFILE): appends "CLIENT_RANDOM <hex> <h
                    help="give up a handshake after this long in all")
     p.add_argument("--retransmits", type=_int_range(0, 100), metavar="N",
                    help="retransmissions of a flight before giving up (default 6)")
-    p.add_argument("--reply-ms", type=_int_range(0, 3600000), default=DEFAULT_REPLY_MS, metavar="MS",
+    p.add_argument("--reply-ms", type=_int_range(0, 3600000), metavar="MS",
                    help="wait this long for the reply to each record (default %d; 0: send "
-                        "without waiting)" % DEFAULT_REPLY_MS)
+                        "without waiting); coaps:// URI: for the response, retransmissions "
+                        "included (1 or more)" % DEFAULT_REPLY_MS)
     p.add_argument("--send", action="append", metavar="DATA",
-                   help="send DATA as one record instead of reading stdin; repeatable")
+                   help="send DATA as one record instead of reading stdin; repeatable. With "
+                        "a coaps:// URI: the request's payload (once)")
+    p.add_argument("--method", "-m", type=str.lower, choices=coapcli.METHODS, metavar="METHOD",
+                   help="coaps:// URI: the request method, %s (default get)"
+                        % "|".join(coapcli.METHODS))
+    p.add_argument("--content-format", "-t", metavar="FORMAT",
+                   help="coaps:// URI: the payload's Content-Format, a number or a name "
+                        "(text, json, cbor, octet, link, xml, senml+json, senml+cbor)")
+    p.add_argument("--accept", "-A", metavar="FORMAT",
+                   help="coaps:// URI: the Content-Format wanted in the response (Accept)")
+    p.add_argument("--non", "-N", action="store_true",
+                   help="coaps:// URI: send the request non-confirmable (no CoAP retransmission)")
     p.add_argument("--keylog", metavar="FILE", default=os.environ.get("SSLKEYLOGFILE") or None,
                    help="append NSS key log lines to FILE (default $SSLKEYLOGFILE)")
     p.add_argument("--verbose", "-v", action="store_true",
@@ -187,12 +214,21 @@ def check_args(parser, a):
     target = a.target or a.server
     if not target:
         parser.error("the server is required (HOST[:PORT] or --server)")
-    try:
-        o.host, o.port = split_host_port(target, DEFAULT_PORT)
-        if not o.host or o.port == 0:
-            raise ValueError("need a host and a port other than 0")
-    except ValueError as e:
-        parser.error("server %r: %s" % (target, e))
+    o.uri = None
+    if coapcli.is_uri(target):
+        try:
+            o.uri = coapcli.parse_uri(target)
+        except ValueError as e:
+            parser.error("URI %r: %s" % (target, e))
+        o.host, o.port, o.uri_text = o.uri.host, o.uri.port, target
+    else:
+        try:
+            o.host, o.port = split_host_port(target, DEFAULT_PORT)
+            if not o.host or o.port == 0:
+                raise ValueError("need a host and a port other than 0")
+        except ValueError as e:
+            parser.error("server %r: %s" % (target, e))
+    _check_coap_args(parser, a, o)
     o.bind = None
     o.bind_port_given = False
     if a.bind:
@@ -239,7 +275,34 @@ def check_args(parser, a):
     o.send = [s.encode() for s in a.send] if a.send is not None else None
     for name in ("state", "force_resume", "close", "reply_ms", "keylog", "verbose"):
         setattr(o, name, getattr(a, name))
+    if o.uri is None and o.reply_ms is None:
+        o.reply_ms = DEFAULT_REPLY_MS
     return o
+
+
+def _check_coap_args(parser, a, o):
+    """The CoAP options: only with a coaps:// URI, each checked."""
+    given = [n for n, v in (("--method", a.method), ("--content-format", a.content_format),
+                            ("--accept", a.accept), ("--non", a.non)) if v]
+    if o.uri is None:
+        if given:
+            parser.error("%s need(s) a coaps:// URI as the target" % ", ".join(given))
+        return
+    if a.send is not None and len(a.send) > 1:
+        parser.error("a coaps:// request takes one payload: give --send once")
+    if a.reply_ms == 0:
+        parser.error("--reply-ms 0: a CoAP request waits for its response (1 or more)")
+    o.method = a.method or "get"
+    o.payload = a.send[0].encode() if a.send else None
+    o.non = a.non
+    o.content_format = o.accept = None
+    try:
+        if a.content_format is not None:
+            o.content_format = coapcli.content_format(a.content_format)
+        if a.accept is not None:
+            o.accept = coapcli.content_format(a.accept)
+    except ValueError as e:
+        parser.error(str(e))
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -248,7 +311,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with argparse's usage message on a bad argument
     o = check_args(parser, args)
-    r = Run(o)
+    r = coapcli.CoapRun(o) if o.uri is not None else Run(o)
     try:
         return r.run()
     except KeyboardInterrupt:

@@ -82,7 +82,7 @@ class Run:
                              % (o.state, getattr(c.state_error, "reason", c.state_error)))
         self.tracer.wake()
         self._connected(c)
-        if o.send is None and _isatty(self.stdin):
+        if o.send is None and getattr(o, "uri", None) is None and _isatty(self.stdin):
             self.tracer.note("connected; each line you type is sent as one record (Ctrl-D ends)")
 
     def _exchange(self, c, n, data):
