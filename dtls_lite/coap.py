@@ -1,0 +1,612 @@
+# A small CoAP client (RFC 7252) over a dtls-lite client: requests with Uri-Path/Query and a few
+# other options, CON with retransmission (4.8) or NON, piggybacked and separate responses,
+# block-wise transfers both ways (RFC 7959). One sans-I/O Exchange runs a request (feed it
+# datagrams and timer expiries with an int now_ms; it says what to send and when it is done);
+# Client (blocking, DTLSClient) and AsyncClient (aio.AsyncDTLSClient) only move its bytes.
+#
+# Never: a server role, Observe, proxying, multicast, CoAP over plain UDP or TCP, percent-
+# decoding of paths, a cache. It never imports dtls_lite.aio and client.py never imports it.
+#
+# MIDs and tokens: one value of the DTLS client's persisted counter (reserve_counter) per
+# message we originate: MID = its low 16 bits, token = its 4 bytes. Tokens need only be unique
+# per exchange (RFC 7252 5.3.1): the DTLS channel already authenticates every datagram, so
+# they need no randomness against spoofing (RFC 7252 9.1); the counter survives deep sleep, so
+# a late response to a request of an earlier wake never matches a new one.
+from dtls_lite.compat import const
+from dtls_lite.errors import DTLSError, UsageError, ConnectionClosed
+
+CON = const(0)
+NON = const(1)
+ACK = const(2)
+RST = const(3)
+
+# RFC 7252 4.8 transmission parameters, and our bounds
+ACK_TIMEOUT_MS = const(2000)
+ACK_RANDOM_FACTOR = 1.5
+MAX_RETRANSMIT = const(4)
+MAX_SIZE = const(16384)  # a reassembled (Block2) reply larger than this is refused
+TIMEOUT_MS = const(30000)
+
+_O_ETAG = const(4)
+_O_URI_PATH = const(11)
+_O_CONTENT_FORMAT = const(12)
+_O_MAX_AGE = const(14)
+_O_URI_QUERY = const(15)
+_O_ACCEPT = const(17)
+_O_BLOCK2 = const(23)
+_O_BLOCK1 = const(27)
+_O_SIZE2 = const(28)
+_O_SIZE1 = const(60)
+
+_METHODS = ("GET", "POST", "PUT", "DELETE", "FETCH", "PATCH", "IPATCH")  # codes 0.01..0.07
+# RFC 7252 12.1.2, RFC 7959 (2.31, 4.08), RFC 8132 (4.09, 4.22), RFC 8516 (4.29)
+_REASONS = ("|2.01 Created|2.02 Deleted|2.03 Valid|2.04 Changed|2.05 Content|2.31 Continue"
+            "|4.00 Bad Request|4.01 Unauthorized|4.02 Bad Option|4.03 Forbidden|4.04 Not Found"
+            "|4.05 Method Not Allowed|4.06 Not Acceptable|4.08 Request Entity Incomplete"
+            "|4.09 Conflict|4.12 Precondition Failed|4.13 Request Entity Too Large"
+            "|4.15 Unsupported Content-Format|4.22 Unprocessable Entity|4.29 Too Many Requests"
+            "|5.00 Internal Server Error|5.01 Not Implemented|5.02 Bad Gateway"
+            "|5.03 Service Unavailable|5.04 Gateway Timeout|5.05 Proxying Not Supported|")
+_DEFAULT_MESSAGE = const(1152)  # RFC 7252 4.6: the message size when nothing better is known
+
+
+class CoAPError(DTLSError):
+    """The server broke CoAP (a block-wise mismatch, a reply over max_size, ...)."""
+
+
+class CoAPTimeout(CoAPError):
+    """No response within the request's timeout_ms, or no ACK after max_retransmit."""
+
+
+class CoAPReset(CoAPError):
+    """The server answered the request with a Reset (RST): it could not process it."""
+
+
+# ---- the codec ---------------------------------------------------------------------------------
+
+def _uint(v):
+    """An unsigned option value in as few bytes as it takes (0: none, RFC 7252 3.2)."""
+    n = 0
+    while v >> (n << 3):
+        n += 1
+    return v.to_bytes(n, "big")
+
+
+def _value(v):
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFFFFFF:
+        return _uint(v)
+    if isinstance(v, str):
+        return v.encode()
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    raise UsageError("an option value is bytes, str or a uint32, not %r" % (v,))
+
+
+def _ext(b, v):
+    """The nibble of delta or length v; its extension bytes appended to b (13: one byte,
+    v - 13; 14: two bytes, v - 269; RFC 7252 3.1)."""
+    if v < 13:
+        return v
+    if v < 269:
+        b.append(v - 13)
+        return 13
+    b.append((v - 269) >> 8)
+    b.append((v - 269) & 0xFF)
+    return 14
+
+
+def encode(mtype, code, mid, token=b"", options=(), payload=b""):
+    """A CoAP message: options [(number, bytes|str|uint)] go out in number order, repeated
+    ones in the order given."""
+    if len(token) > 8:
+        raise UsageError("a token has at most 8 bytes")
+    opts = []
+    for o in options:  # a stable insertion sort: MicroPython's list.sort() is not stable
+        num = o[0]
+        if not isinstance(num, int) or isinstance(num, bool) or not 0 < num <= 0xFFFF:
+            raise UsageError("an option number is an int in 1..65535, not %r" % (num,))
+        i = len(opts)
+        opts.append(o)
+        while i and opts[i - 1][0] > num:
+            opts[i] = opts[i - 1]
+            i -= 1
+        opts[i] = o
+    b = bytearray((0x40 | mtype << 4 | len(token), code, mid >> 8 & 0xFF, mid & 0xFF))
+    b.extend(token)
+    last = 0
+    for num, val in opts:
+        val = _value(val)
+        p = len(b)
+        b.append(0)
+        d = _ext(b, num - last)
+        n = _ext(b, len(val))
+        b[p] = d << 4 | n
+        b.extend(val)
+        last = num
+    if payload:
+        b.append(0xFF)
+        b.extend(payload)
+    return bytes(b)
+
+
+def _nib(data, p, v):
+    """(delta or length, position after its extension bytes) of nibble v at p."""
+    if v < 13:
+        return v, p
+    if v == 13:
+        return data[p] + 13, p + 1  # IndexError if truncated: decode() makes it a CoAPError
+    if v == 14:
+        return (data[p] << 8 | data[p + 1]) + 269, p + 2
+    raise CoAPError("option nibble 15")
+
+
+def decode(data):
+    """The Message in a datagram; CoAPError if it is not a well-formed CoAP message."""
+    n = len(data)
+    if n < 4 or data[0] >> 6 != 1 or data[0] & 15 > 8:
+        raise CoAPError("not a CoAP 1 header (or TKL > 8)")
+    p = 4 + (data[0] & 15)
+    m = Message(data[0] >> 4 & 3, data[1], data[2] << 8 | data[3], bytes(data[4:p]))
+    if p > n or (m.code == 0 and n > 4):  # an Empty message is the header only (RFC 7252 4.1)
+        raise CoAPError("truncated token or a non-empty Empty message")
+    num = 0
+    try:
+        while p < n:
+            b = data[p]
+            p += 1
+            if b == 0xFF:
+                if p == n:  # a marker before nothing is a format error (RFC 7252 3)
+                    raise CoAPError("payload marker without payload")
+                break
+            d, p = _nib(data, p, b >> 4)
+            ln, p = _nib(data, p, b & 15)
+            num += d
+            if p + ln > n or num > 0xFFFF:
+                raise CoAPError("truncated option")
+            m.options.append((num, bytes(data[p:p + ln])))
+            p += ln
+    except IndexError:
+        raise CoAPError("truncated option")
+    m.payload = bytes(data[p:])
+    return m
+
+
+def _block(v):
+    """(NUM, M, SZX) of a Block1/Block2 value (RFC 7959 2.2)."""
+    v = int.from_bytes(v, "big") if len(v) <= 3 else -1
+    if v < 0 or v & 7 == 7:  # SZX 7 is BERT (RFC 8323), for CoAP over TCP only
+        raise CoAPError("bad block option")
+    return v >> 4, v >> 3 & 1, v & 7
+
+
+class Message:
+    """A decoded CoAP message; the response a request returns (for a block-wise reply: the
+    last block's header and options, the whole payload)."""
+
+    def __init__(self, mtype, code, mid, token):
+        self.type = mtype
+        self.code = code
+        self.mid = mid
+        self.token = token
+        self.options = []  # [(number, bytes)] in wire order
+        self.payload = b""
+
+    def option(self, number):
+        """The first value of option number, or None."""
+        for o in self.options:
+            if o[0] == number:
+                return o[1]
+        return None
+
+    def _uint_opt(self, number, default):
+        v = self.option(number)
+        return default if v is None else int.from_bytes(v, "big")
+
+    @property
+    def code_text(self):
+        return "%d.%02d" % (self.code >> 5, self.code & 31)
+
+    @property
+    def reason(self):
+        i = _REASONS.find("|" + self.code_text + " ")
+        return "" if i < 0 else _REASONS[i + 6:_REASONS.find("|", i + 1)]
+
+    @property
+    def content_format(self):
+        return self._uint_opt(_O_CONTENT_FORMAT, None)
+
+    @property
+    def max_age(self):
+        return self._uint_opt(_O_MAX_AGE, 60)  # RFC 7252 5.10.5: 60 s when absent
+
+    @property
+    def etag(self):
+        return self.option(_O_ETAG)
+
+    def __str__(self):
+        r = self.reason
+        return self.code_text + " " + r if r else self.code_text
+
+
+# ---- one request: the sans-I/O exchange ---------------------------------------------------------
+
+class Exchange:
+    """One request and its response, block-wise follow-ups included. The driver sends what
+    take() gives (ACKs, RSTs and retransmissions; the new message last: its first transmission),
+    then waits until timer() (an absolute now_ms) for a datagram: receive(data, now_ms), then
+    handle_timer(now_ms); until done; then result() returns the response or raises."""
+
+    def __init__(self, cc, code, opts, payload, con, timeout_ms, szx, now):
+        self._cc = cc
+        self._code = code
+        self._opts = opts  # the request's options but block-wise ones
+        self._payload = payload
+        self._con = con
+        self._deadline = now + timeout_ms
+        self.done = False
+        self._out = []
+        self._fresh = None
+        self._result = None
+        self._szx2 = szx  # Block2 size we ask for (None: the server's)
+        self._num2 = 0
+        self._body = None  # the Block2 reply so far
+        self._etag = None
+        self._szx1 = szx
+        self._num1 = None  # Block1 block under way; None: no upload (or it is over)
+        self._blocks1 = False  # the payload went block-wise
+        self._new(now)
+        budget = cc._budget()
+        if szx is not None and len(payload) > 16 << szx or len(self._msg) > budget:
+            # the largest block that fits a message with these options (Block2 if asked
+            # included), Block1 (at most 5 bytes) and Size1 (2 + its value) (RFC 7959 4)
+            room = budget - (len(self._msg) - len(payload)) - 7 - len(_uint(len(payload)))
+            if szx is None:
+                szx = 6
+            while szx >= 0 and 16 << szx > room:
+                szx -= 1
+            if szx < 0:
+                raise UsageError("the options leave no room for a payload block")
+            self._szx1 = szx
+            self._num1 = 0
+            self._blocks1 = True
+            self._build()  # the same MID and token: the first message never went out
+
+    def _new(self, now):
+        """Originate the next message: a fresh counter value for its MID and token."""
+        cc = self._cc
+        v = cc._dtls.reserve_counter(1)
+        self._mid = v & 0xFFFF
+        self._token = bytes((v >> 24 & 0xFF, v >> 16 & 0xFF, v >> 8 & 0xFF, v & 0xFF))
+        self._build()
+        self._tries = 0
+        self._next = None
+        if self._con:
+            self._rto = cc._initial_timeout()
+            self._next = now + self._rto
+        cc.sent += 1
+
+    def _build(self):
+        opts = self._opts
+        payload = self._payload
+        more = 0
+        if self._num1 is not None:  # a Block1 request (RFC 7959 2.5)
+            s = 16 << self._szx1
+            off = self._num1 * s
+            more = 8 if off + s < len(payload) else 0
+            opts = opts + [(_O_BLOCK1, self._num1 << 4 | more | self._szx1)]
+            if not off:
+                opts.append((_O_SIZE1, len(payload)))  # the total, so the server can refuse early
+            payload = payload[off:off + s]
+        elif self._body is not None and (self._code != 5 or self._blocks1):
+            payload = b""  # Block2 follow-ups carry no payload but FETCH's (RFC 8132 2.3.2)
+        if self._szx2 is not None and not more:  # Block2 early, or the block wanted (RFC 7959 2.4)
+            opts = opts + [(_O_BLOCK2, self._num2 << 4 | self._szx2)]
+        self._msg = self._fresh = encode(CON if self._con else NON, self._code, self._mid, self._token,
+                                         opts, payload)
+
+    def take(self):
+        """(messages to send now, the new message to send last or None)."""
+        out, fresh = self._out, self._fresh
+        self._out = []
+        self._fresh = None
+        return out, fresh
+
+    def timer(self):
+        n = self._next
+        return self._deadline if n is None or n > self._deadline else n
+
+    def result(self):
+        if isinstance(self._result, Exception):
+            raise self._result
+        return self._result
+
+    def _finish(self, result):
+        self.done = True
+        self._result = result
+
+    def handle_timer(self, now):
+        if self.done:
+            return
+        if now >= self._deadline:
+            self._finish(CoAPTimeout("no response within the request's timeout_ms"))
+        elif self._next is not None and now >= self._next:
+            if self._tries >= self._cc.max_retransmit:  # RFC 7252 4.2: give up
+                self._finish(CoAPTimeout("no ACK after %d retransmissions" % self._tries))
+                return
+            self._tries += 1
+            self._rto *= 2
+            self._next = now + self._rto
+            self._out.append(self._msg)
+            self._cc.sent += 1
+            self._cc.retransmissions += 1
+
+    def receive(self, data, now):
+        if self.done:
+            return
+        cc = self._cc
+        try:
+            m = decode(data)
+        except CoAPError:
+            cc.malformed += 1
+            return
+        t = m.type
+        if t >= ACK:
+            if m.mid != self._mid or t == ACK and m.code and m.token != self._token:
+                cc.ignored += 1  # a late ACK or RST of an earlier message
+            elif t == RST:
+                self._finish(CoAPReset("the server reset the request (RST)"))
+            else:
+                self._next = None  # ACKed: no more retransmissions, wait for the response
+                if m.code:
+                    self._response(m, now)  # piggybacked
+            return
+        if m.code >> 5 >= 2 and m.token == self._token:  # a separate response (RFC 7252 5.2.2)
+            if t == CON:
+                self._ack(m.mid)
+            self._next = None
+            self._response(m, now)
+        elif t == CON:
+            # A server's CON that is not our response: a duplicate of a separate response we
+            # ACKed (our ACK was lost) gets its ACK again (4.5); anything else a Reset (4.2),
+            # which stops the server retransmitting a response nobody waits for any more.
+            if m.mid in cc._acked:
+                self._out.append(encode(ACK, 0, m.mid))
+            else:
+                self._out.append(encode(RST, 0, m.mid))
+                cc.ignored += 1
+            cc.sent += 1
+        else:
+            cc.ignored += 1  # a NON not for us: nothing to say (4.3)
+
+    def _ack(self, mid):
+        cc = self._cc
+        self._out.append(encode(ACK, 0, mid))
+        cc.sent += 1
+        a = cc._acked
+        if len(a) >= 4:
+            a.pop(0)
+        a.append(mid)
+
+    def _fail(self, why):
+        self._finish(CoAPError(why))
+
+    def _response(self, m, now):
+        cc = self._cc
+        if self._num1 is not None:  # an upload under way
+            s = 16 << self._szx1
+            b1 = m.option(_O_BLOCK1)
+            if (self._num1 + 1) * s < len(self._payload):  # not the last block yet
+                if m.code >> 5 != 2:  # an error ends the upload: it is the response
+                    self._finish(m)
+                    return
+                if b1 is None:
+                    self._fail("a 2.xx without Block1 to an upload block")
+                    return
+                num, more, szx = _block(b1)
+                if num != self._num1:
+                    self._fail("Block1 %d acknowledged, %d sent" % (num, self._num1))
+                    return
+                if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)
+                    self._num1 = (num + 1) << (self._szx1 - szx)
+                    self._szx1 = szx
+                else:
+                    self._num1 += 1
+                self._new(now)
+                return
+            self._num1 = None  # the last block's response is the response
+        b2 = m.option(_O_BLOCK2)
+        size2 = m.option(_O_SIZE2)
+        total = len(m.payload) + (0 if self._body is None else len(self._body))
+        if total > cc.max_size or size2 is not None and int.from_bytes(size2, "big") > cc.max_size:
+            self._fail("reply larger than max_size %d" % cc.max_size)
+            return
+        if b2 is None:
+            if self._body is not None:
+                self._fail("a block-wise reply went on without Block2")
+            else:
+                self._finish(m)
+            return
+        num, more, szx = _block(b2)
+        s = 16 << szx
+        body = self._body
+        if body is None:
+            body = self._body = bytearray()
+            self._etag = m.etag
+        if num * s != len(body) or more and len(m.payload) != s or m.etag != self._etag:
+            self._fail("Block2 %d of %d bytes does not follow %d bytes (or its ETag changed)"
+                       % (num, len(m.payload), len(body)))
+            return
+        body.extend(m.payload)
+        if not more:
+            m.payload = bytes(body)
+            self._finish(m)
+            return
+        if self._szx2 is None or szx < self._szx2:
+            self._szx2 = szx
+        self._num2 = len(body) >> (self._szx2 + 4)
+        self._new(now)
+
+
+# ---- the clients: only how to wait ------------------------------------------------------------
+
+class Client:
+    """CoAP requests over a connected dtls_lite DTLSClient, one at a time.
+
+    cc = Client(dtls); r = cc.get("/sensors/t"); print(r, r.payload)
+    rng(n) gives the random part of the first ACK timeout (os.urandom by default); clock() the
+    time in ms (a dtls_lite.client.Clock by default). The RFC 7252 4.8 parameters are
+    overridable for lossy links and tests."""
+
+    def __init__(self, dtls, rng=None, ack_timeout_ms=ACK_TIMEOUT_MS, ack_random_factor=ACK_RANDOM_FACTOR,
+                 max_retransmit=MAX_RETRANSMIT, max_size=MAX_SIZE, clock=None):
+        for name, v, lo in (("ack_timeout_ms", ack_timeout_ms, 1), ("max_retransmit", max_retransmit, 0),
+                            ("max_size", max_size, 16)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise UsageError("%s must be an int >= %d" % (name, lo))
+        if not isinstance(ack_random_factor, (int, float)) or not 1 <= ack_random_factor <= 16:
+            raise UsageError("ack_random_factor must be a number in 1..16")
+        self._dtls = dtls
+        if rng is None:
+            import os
+            rng = os.urandom
+        self._rng = rng
+        if clock is None:
+            from dtls_lite.client import Clock
+            clock = Clock().now
+        self._clock = clock
+        self.ack_timeout_ms = ack_timeout_ms
+        self._spread = int(ack_timeout_ms * (ack_random_factor - 1))  # the one float, here
+        self.max_retransmit = max_retransmit
+        self.max_size = max_size
+        self._acked = []  # the last MIDs of separate responses we ACKed: duplicates get it again
+        self.sent = 0  # messages sent (retransmissions, ACKs and RSTs included)
+        self.retransmissions = 0
+        self.malformed = 0  # datagrams that were not CoAP, dropped
+        self.ignored = 0  # well-formed messages that were no answer to the request under way
+
+    def _initial_timeout(self):
+        r = self._rng(2)
+        return self.ack_timeout_ms + self._spread * (r[0] << 8 | r[1]) // 0xFFFF
+
+    def _budget(self):
+        """The largest CoAP message one record carries (DTLS MTU less the record overhead)."""
+        conn = getattr(self._dtls, "conn", None)
+        return conn.max_data_size() if conn is not None else _DEFAULT_MESSAGE
+
+    def request(self, method, path, payload=None, query=None, content_format=None, accept=None,
+                etag=None, confirmable=True, timeout_ms=TIMEOUT_MS, block_size=None, options=None):
+        """Send a request, return its response (Message); CoAPTimeout, CoAPReset, CoAPError."""
+        if not isinstance(method, str) or method.upper() not in _METHODS:
+            raise UsageError("method must be one of %s, not %r" % (", ".join(_METHODS), method))
+        if not isinstance(path, str):
+            raise UsageError("path must be a str, e.g. \"/sensors/t\"")
+        if payload is None:
+            payload = b""
+        elif isinstance(payload, str):
+            payload = payload.encode()
+        elif not isinstance(payload, (bytes, bytearray)):
+            raise UsageError("payload must be bytes or str")
+        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 1:
+            raise UsageError("timeout_ms must be an int >= 1")
+        szx = None
+        if block_size is not None:
+            szx = 0
+            while szx < 7 and 16 << szx != block_size:
+                szx += 1
+            if szx > 6:
+                raise UsageError("block_size must be 16, 32, ..., 1024")
+        opts = []
+        i = path.find("?")
+        if i >= 0:
+            path, q = path[:i], path[i + 1:]
+            opts = [(_O_URI_QUERY, s) for s in q.split("&")]
+        if path.startswith("/"):
+            path = path[1:]
+        if path:
+            opts += [(_O_URI_PATH, s) for s in path.split("/")]
+        if isinstance(query, str):
+            query = query.split("&")
+        for s in query or ():
+            opts.append((_O_URI_QUERY, s))
+        for num, v in ((_O_CONTENT_FORMAT, content_format), (_O_ACCEPT, accept)):
+            if v is not None:
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
+                    raise UsageError("a content format is an int in 0..65535")
+                opts.append((num, v))
+        if etag is not None:
+            for e in (etag,) if isinstance(etag, (bytes, bytearray)) else etag:
+                if not isinstance(e, (bytes, bytearray)) or not 1 <= len(e) <= 8:
+                    raise UsageError("an ETag is 1..8 bytes")
+                opts.append((_O_ETAG, e))
+        for o in options or ():
+            if not isinstance(o, (tuple, list)) or len(o) != 2:
+                raise UsageError("options is a list of (number, value) pairs")
+            opts.append((o[0], _value(o[1])))
+        encode(0, 0, 0, b"", opts)  # checks option numbers and values before any is sent
+        code = _METHODS.index(method.upper()) + 1
+        ex = Exchange(self, code, opts, bytes(payload), confirmable, timeout_ms, szx, self._clock())
+        return self._run(ex)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, payload, **kw):
+        return self.request("POST", path, payload, **kw)
+
+    def put(self, path, payload, **kw):
+        return self.request("PUT", path, payload, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def fetch(self, path, payload, **kw):
+        return self.request("FETCH", path, payload, **kw)
+
+    def _wait(self, ex):
+        """ms until the exchange's timer (0: due now)."""
+        w = ex.timer() - self._clock()
+        return w if w > 0 else 0
+
+    def _feed(self, ex, data):
+        if data == b"":
+            raise ConnectionClosed("the DTLS server closed the connection")
+        now = self._clock()
+        if data is not None:
+            ex.receive(data, now)
+        ex.handle_timer(now)
+
+    def _run(self, ex):
+        # A new message's first transmission goes through dtls.request(): on a continued
+        # connection its server may have forgotten, that resumes or handshakes and sends the
+        # same bytes again. Retransmissions, ACKs and RSTs are plain sends; waits are recv().
+        d = self._dtls
+        while True:
+            out, new = ex.take()
+            for m in out:
+                d.send(m)
+            if ex.done:
+                return ex.result()
+            w = self._wait(ex)
+            if new is not None:
+                self._feed(ex, d.request(new, w or 1))
+            else:
+                self._feed(ex, d.recv(w) if w else None)
+
+
+class AsyncClient(Client):
+    """Client over a connected dtls_lite.aio.AsyncDTLSClient: `r = await cc.get("/x")`.
+    The same Exchange; only the waits are awaited."""
+
+    async def _run(self, ex):
+        d = self._dtls
+        while True:
+            out, new = ex.take()
+            for m in out:
+                await d.send(m)
+            if ex.done:
+                return ex.result()
+            w = self._wait(ex)
+            if new is not None:
+                self._feed(ex, await d.request(new, w or 1))
+            else:
+                self._feed(ex, (await d.recv(w)) if w else None)
