@@ -1,6 +1,10 @@
 # One wake of a battery sensor node, the same on ESP32, the MicroPython unix port and CPython:
 # bring the network up, let dtls_lite's wake policy continue / resume / handshake, send one
-# reading, wait for the reply, save, sleep. What differs per platform (reset cause, RTC memory,
+# reading, wait for the reply, save, sleep. PROTOCOL = "coap" makes the reading a CoAP request
+# (COAP_METHOD to COAP_PATH, dtls_lite/coap.py) and the reply its response; its message ID and
+# token come from the counter saved with the connection (DTLSClient.reserve_counter), so a
+# continued wake never repeats the last wake's message ID: servers that deduplicate (RFC 7252
+# 4.5: Californium, aiocoap, for 247 s) would answer it from their cache, not store the reading. What differs per platform (reset cause, RTC memory,
 # WiFi, deep sleep) comes from a Board (ports/esp32/esp32board.py, ports/unix/unixboard.py).
 #
 # Failure policy: a wake never raises (only KeyboardInterrupt passes, so a developer at the
@@ -60,7 +64,11 @@ _DEFAULTS = {
     "WIFI_TIMEOUT_MS": 15000,
     # Report the free heap (after gc.collect()) at the wake's steps: a measurement aid, off
     # by default because each collection costs CPU time on a node that wakes to do little.
-    "HEAP_REPORT": False,
+    "HEAP_REPORT": False,    # "dtls": the reading as one record, the server's reply (an echo server's) the answer;
+    # "coap": a CoAP request over the connection, its response the answer (2.xx: ok).
+    "PROTOCOL": "dtls",
+    "COAP_METHOD": "POST",
+    "COAP_PATH": None,  # None: "/sensors/" + NODE_NAME
 }
 
 
@@ -191,6 +199,9 @@ def wake(cfg, board, client_class=None):
         if isinstance(identity, str):
             identity = identity.encode()
         bind_host = setting(cfg, "BIND_HOST")
+        protocol = setting(cfg, "PROTOCOL")
+        if protocol not in ("dtls", "coap"):
+            raise ValueError("PROTOCOL must be 'dtls' or 'coap', not %r" % (protocol,))
 
         stage = "stores"
         cause = report["reset"] = board.reset_cause()
@@ -262,13 +273,16 @@ def wake(cfg, board, client_class=None):
         stage = "request"
         sent = reading(cfg, board)
         report["sent"] = sent
-        reply = client.request(sent.encode(), setting(cfg, "REPLY_TIMEOUT_MS"))
-        _policy(report, client)  # request() may have resumed a silently dead connection
-        if reply is None:
-            report["reply"] = None
-            raise OSError("no reply within %d ms" % setting(cfg, "REPLY_TIMEOUT_MS"))
-        report["reply"] = reply.decode("utf-8", "replace") if reply else ""
-        report["echoed"] = reply == sent.encode()
+        if protocol == "coap":
+            _coap_request(cfg, client, sent, report)
+        else:
+            reply = client.request(sent.encode(), setting(cfg, "REPLY_TIMEOUT_MS"))
+            _policy(report, client)  # request() may have resumed a silently dead connection
+            if reply is None:
+                report["reply"] = None
+                raise OSError("no reply within %d ms" % setting(cfg, "REPLY_TIMEOUT_MS"))
+            report["reply"] = reply.decode("utf-8", "replace") if reply else ""
+            report["echoed"] = reply == sent.encode()
         _heap(cfg, report, "replied")
 
         stage = "save"
@@ -290,6 +304,27 @@ def wake(cfg, board, client_class=None):
     report["ms"] = ticks_diff(ticks_ms(), t0)
     report["mem_free"] = board.mem_free()
     return report
+
+
+def _coap_request(cfg, client, sent, report):
+    """The CoAP form of the request stage: COAP_METHOD the reading (application/json) to
+    COAP_PATH, the whole exchange (CoAP retransmissions, the client's fallback when a continued
+    connection is not answered) within REPLY_TIMEOUT_MS. Raises for no response (CoAPTimeout,
+    a DTLSError) and for an error response (4.xx, 5.xx), after reporting it."""
+    from dtls_lite import coap  # only a CoAP node loads it
+    path = setting(cfg, "COAP_PATH") or "/sensors/" + setting(cfg, "NODE_NAME")
+    method = setting(cfg, "COAP_METHOD")
+    report["coap"] = method + " " + path
+    try:
+        r = coap.Client(client).request(method, path, payload=sent.encode(), content_format=50,
+                                        timeout_ms=setting(cfg, "REPLY_TIMEOUT_MS"))
+    finally:
+        _policy(report, client)  # the request may have resumed a silently dead connection
+    report["reply"] = str(r)  # "2.04 Changed"
+    if r.payload:
+        report["reply_payload"] = r.payload.decode("utf-8", "replace")
+    if r.code >= 0x80:  # 4.xx, 5.xx
+        raise OSError("CoAP " + str(r))
 
 
 def _policy(report, client):

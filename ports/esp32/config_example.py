@@ -9,6 +9,9 @@ WIFI_PASSWORD = "my-password"
 
 SERVER_HOST = "192.168.1.10"       # a DTLS 1.2 PSK server (CoAP/LwM2M style)
 SERVER_PORT = 5684
+# PROTOCOL = "dtls"                # "coap": POST each reading as a CoAP request (coaps://)
+# COAP_METHOD = "POST"             # with PROTOCOL = "coap": the method, and the path
+# COAP_PATH = None                 # (None: "/sensors/" + NODE_NAME); a 2.xx response is ok
 IDENTITY = "Client_identity"
 PSK_HEX = "73656372657450534b"     # the pre-shared key as hex
 

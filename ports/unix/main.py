@@ -8,6 +8,8 @@
 #     micropython ports/unix/main.py --config my_config.py --once
 #   --once: do not sleep before exiting (the caller decides when the next wake is)
 #   --aio: the asyncio node (ports/anode.py: a sensor task beside the exchange)
+#   --coap: the CoAP node (PROTOCOL = "coap" in ports/node.py: the reading POSTed to
+#           COAP_PATH; the blocking node, not with --aio)
 import sys
 
 
@@ -33,11 +35,26 @@ def start(argv):
         cfg = config_from_file(argv[argv.index("--config") + 1])
     else:
         import config as cfg
+    if "--coap" in argv:
+        cfg = _With(cfg, PROTOCOL="coap")
     if "--aio" in argv:
         import anode
         anode.run(cfg, UnixBoard(cfg, sleep=not once))
     else:
         node.run(cfg, UnixBoard(cfg, sleep=not once))
+
+
+class _With:
+    """cfg with some settings replaced."""
+
+    def __init__(self, cfg, **values):
+        self._cfg = cfg
+        self._values = values
+
+    def __getattr__(self, name):
+        if name in self._values:
+            return self._values[name]
+        return getattr(self._cfg, name)
 
 
 if __name__ == "__main__":
