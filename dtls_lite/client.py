@@ -150,6 +150,7 @@ class Driver:
         self.retries = 0  # records request() sent again on a continued connection
         self._rq = None  # request(): [phase, data, timeout_ms, t0, clean, rto] of the one under way
         self._keeper = None
+        self._counter = None  # reserve_counter() without a store: in memory only
         if store is not None or session_store is not None:
             from dtls_lite.keeper import Keeper
             self._keeper = Keeper(self.conn.identity, psk, _addr_key(self.server), store, session_store,
@@ -219,6 +220,44 @@ class Driver:
         if self.conn.handshake_in_flight:
             raise UsageError("save() while a handshake is in flight")
         self._persist()
+
+    def reserve_counter(self, n=1):
+        """The first of n consecutive values of a 32-bit counter (each value (c + i) & 0xFFFFFFFF)
+        that the application never gets twice, across deep sleep, crashes and new handshakes:
+        with store=, the stored state already holds a reservation above them when this
+        returns (it is saved first when the stored one is used up, as record sequence numbers
+        are). dtls_lite.coap takes its message IDs and tokens from it. The first boot (nothing
+        stored, or a refused blob) starts at a random value; the session_store copy keeps no
+        counter. Needs a connection: UsageError before connect() or during a handshake."""
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 0x10000:
+            raise UsageError("reserve_counter(n): n must be an int in 1..65536, not %r" % (n,))
+        if self.conn.session is None or self.conn.handshake_in_flight:
+            raise UsageError("reserve_counter() needs a connection: connect() first")
+        rng = self._options.get("rng")
+        if rng is None:
+            from dtls_lite.crypto import random_bytes as rng
+        k = self._keeper
+        if k is None:
+            if self._counter is None:
+                self._counter = int.from_bytes(rng(4), "big")
+            c = self._counter
+            self._counter = c + n
+            return c & 0xFFFFFFFF
+        return k.take(n, rng, self.conn, self._local_key, self._last_heard)
+
+    @property
+    def app_data(self):
+        """Up to 64 bytes the application keeps in the saved state with the keys (saved by
+        save()/suspend(), loaded by connect(); not in the session_store copy); needs a store."""
+        return b"" if self._keeper is None else self._keeper.app_data
+
+    @app_data.setter
+    def app_data(self, data):
+        if self._keeper is None:
+            raise UsageError("app_data needs a store")
+        if not isinstance(data, (bytes, bytearray)) or len(data) > 64:
+            raise UsageError("app_data must be bytes, 0..64 long")
+        self._keeper.app_data = bytes(data)
 
     def suspend(self):
         """Save and let the socket go without close_notify (deep sleep): the server keeps

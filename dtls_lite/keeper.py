@@ -3,14 +3,19 @@
 # reservation before any record at or above it leaves, keep the old state until a new
 # handshake works ("probing"), say what to do when a continued connection gets no reply, and
 # how long to wait for that reply: the server's round-trip time, smoothed (RFC 6298), kept in
-# the saved state with the keys.
+# the saved state with the keys; and the application's counter (CoAP message IDs and tokens),
+# reserved in the store before a value is handed out, as record sequence numbers are.
 # Shared by the adapters; never touches a socket or a clock (the wall clock is injected).
+import struct
+
 from dtls_lite import connection as cn
 from dtls_lite import state
 from dtls_lite import wake
 from dtls_lite.session import Session, resumable
 
 RESERVE = 64  # sequence numbers reserved per save: one store write per 64 records at most
+COUNTER_RESERVE = 16  # application counter values reserved per save
+_U32 = 0xFFFFFFFF
 
 # Bounds of the RTO (ms) a continued wake's first record waits before its retry. Below: loopback
 # and a LAN answer in ~1 ms, but a loaded host (two cores, a test worker and the server) or a
@@ -38,6 +43,9 @@ class Keeper:
         self.srtt = None  # smoothed round-trip time, ms (RFC 6298 2); None: never measured
         self.rttvar = 0
         self.backoff = 0  # RTO doublings since the last valid sample (RFC 6298 5.5, Karn)
+        self.counter = None  # next application counter value (handed out mod 2**32); None: unused
+        self.counter_top = 0  # the stored reservation: no value at or above it was handed out
+        self.app_data = b""
 
     def load(self):
         """The SavedState in the store (or else the session store), or None; a refused blob
@@ -63,6 +71,9 @@ class Keeper:
                 self.saved_session_id = saved.session_id
             if found is None:
                 found = saved
+                if saved.app_counter is not None:  # never in the session store's copy
+                    self.counter = self.counter_top = saved.app_counter
+                self.app_data = saved.app_data
                 if saved.srtt_ms is not None:
                     self.srtt, self.rttvar, self.backoff = saved.srtt_ms, saved.rttvar_ms, saved.rto_backoff
         return found
@@ -134,27 +145,64 @@ class Keeper:
         conn.write_state.left = 0
 
     def persist(self, conn, local_key, last_heard):
-        """Write what is safe to keep. A connection that failed leaves the stores as they were
-        ("probing": the older state stays usable until a new handshake completes)."""
+        """Write what is safe to keep; True if the store (not the session store) was written.
+        A connection that failed leaves the stores as they were ("probing": the older state
+        stays usable until a new handshake completes)."""
         if conn.session is None or (conn.state == cn.ST_CLOSED and conn.error is not None):
-            return
+            return False
         st = conn.snapshot(RESERVE)
         st.server = self.server_key
         st.local = local_key
         st.last_exchange_s = last_heard
         if self.srtt is not None:
             st.srtt_ms, st.rttvar_ms, st.rto_backoff = self.srtt, min(self.rttvar, _MAX_RTT_MS), self.backoff
+        top = self.counter_top
+        if self.counter is not None:
+            if self.counter + COUNTER_RESERVE > top:
+                top = self.counter + COUNTER_RESERVE
+            st.app_counter = top & _U32
+        st.app_data = self.app_data
+        wrote = False
         if self.store is not None:
             self.store.save(state.dump(self.key, st))
+            wrote = True
+            self.counter_top = top  # only once it is stored: take() trusts it
             self.reserved = st.has_connection
             if st.has_connection:
                 # records this write state may still protect below the reservation
                 conn.write_state.left = st.write_seq - conn.write_state.seq
         ss = self.session_store
         if ss is not None and conn.session.session_id != self.saved_session_id and resumable(conn.session):
-            st.has_connection = False  # durable copy: the session only, never a reservation
+            # durable copy: the session only, never a reservation (written only when the
+            # session changes, so a counter there would be stale)
+            st.has_connection = False
+            st.app_counter = None
+            st.app_data = b""
             ss.save(state.dump(self.key, st))
             self.saved_session_id = conn.session.session_id
+        return wrote
+
+    def take(self, n, rng, conn, local_key, last_heard):
+        """The first of n application counter values (mod 2**32), stored as used before they
+        are handed out: a reservation past them is saved first when the stored one is used up,
+        so a crash never hands out a value twice. A first boot (nothing stored) starts at a
+        random value (RFC 7252 4.4). Without a store the counter lives in memory only."""
+        if self.counter is None:
+            self.counter = self.counter_top = struct.unpack(">I", rng(4))[0]
+        c = self.counter
+        if self.store is not None and c + n > self.counter_top:
+            self.counter = c + n
+            try:
+                ok = self.persist(conn, local_key, last_heard)
+            except BaseException:
+                self.counter = c  # not stored: not handed out
+                raise
+            if not ok:
+                self.counter = c
+                from dtls_lite.errors import ConnectionClosed
+                raise ConnectionClosed("the connection failed: no counter value can be reserved")
+        self.counter = c + n
+        return c & _U32
 
     def guard(self, conn, out, local_key, last_heard):
         """The datagrams of out that may leave: records numbered at or above the stored

@@ -6,14 +6,15 @@
 # (dtls_lite/session.py) for Connection.snapshot()/restore(), so that a client without a
 # store never loads that code.
 #
-# Layout, version 2 (big-endian; [flag] = present only when that flag bit is set):
+# Layout, version 3 (big-endian; [flag] = present only when that flag bit is set):
 #
 #   size  field
 #   2     magic b"dL"
-#   1     version = 2 (load() also takes version 1: the same without flag bit 9)
+#   1     version = 3 (load() also takes 2: without bits 10-11; and 1: without bits 9-11)
 #   2     total length of the blob, tag included
 #   2     flags: 0 ems, 1 etm, 2 connection, 3 server, 4 server is IPv6, 5 local,
-#                6 local is IPv6, 7 last_exchange_s, 8 read_max_seq >= 0, 9 rtt; others zero
+#                6 local is IPv6, 7 last_exchange_s, 8 read_max_seq >= 0, 9 rtt, 10 app_counter,
+#                11 app_data; others zero
 #   2     suite (record.SUITE_*)
 #   1+n   session_id (n <= 32)
 #   48    master_secret
@@ -23,12 +24,15 @@
 #   [9]   rtt: srtt_ms(2), rttvar_ms(2), rto_backoff(1): the server's smoothed round-trip time,
 #         its variation (RFC 6298 2) and the doublings of the retransmission timeout since the
 #         last valid sample (RFC 6298 5.5, Karn); dtls_lite/keeper.py keeps them
+#   [4]   [10] app_counter: uint32, a reservation like write_seq: no value at or above it was
+#         handed out (CoAP message IDs and tokens, dtls_lite/coap.py; keeper.Keeper.take)
+#   [1+n] [11] app_data: n <= 64 bytes the application keeps with the keys
 #   [2]   connection: epoch(2), write_seq(6), read_max_seq(6, 0 unless bit 8),
 #         read_window(8), write_cid(1+n), read_cid(1+n), key_block(record.key_block_len(suite))
 #   16    tag: HMAC-SHA256(state_key(psk, identity), every byte before it), first 16 bytes
 #
 # CCM_8, both addresses IPv6, a 32-byte session ID, 20-byte CIDs, last_exchange_s and rtt set:
-# 255 bytes.
+# 255 bytes; with app_counter and 64 bytes of app_data, 324.
 #
 # Compatibility: a new optional field gets a flag bit and a new version; load() takes every
 # older version (the fields it lacks keep their defaults: a version 1 blob has no rtt) and
@@ -44,11 +48,11 @@ from dtls_lite.errors import StateError, UsageError
 from dtls_lite.session import Epoch, Session
 
 _MAGIC = b"dL"
-_VERSION = const(2)
+_VERSION = const(3)
 _HEADER = const(7)  # magic, version, length, flags
 _TAG = const(16)
 _MIN_LEN = const(74)  # header, suite, empty session_id, master_secret, tag
-_MAX_LEN = const(1024)  # above anything dump() writes (781 at most)
+_MAX_LEN = const(1024)  # above anything dump() writes (850 at most)
 _MAX_SEQ = const(0xFFFFFFFFFFFF)  # sequence numbers are 48-bit (RFC 6347 4.1)
 _MAX_U32 = const(0xFFFFFFFF)
 _KEY_LABEL = b"dtls-lite saved state key"
@@ -63,8 +67,12 @@ _F_LOCAL6 = const(0x040)
 _F_LAST = const(0x080)
 _F_READ_ANY = const(0x100)
 _F_RTT = const(0x200)
-_F_ALL = const(0x3FF)
-_F_ALL_V1 = const(0x1FF)  # version 1 had no rtt
+_F_COUNTER = const(0x400)
+_F_APP_DATA = const(0x800)
+_F_ALL = const(0xFFF)
+_F_ALL_V2 = const(0x3FF)  # version 2 had no app_counter, app_data
+_F_ALL_V1 = const(0x1FF)  # version 1 had no rtt either
+_MAX_APP_DATA = const(64)
 _MAX_RTT_MS = const(0xFFFF)
 _MAX_BACKOFF = const(8)
 
@@ -94,6 +102,8 @@ class SavedState:
         self.srtt_ms = None  # None: no round trip measured yet (then rttvar_ms, rto_backoff 0)
         self.rttvar_ms = 0
         self.rto_backoff = 0
+        self.app_counter = None  # None: no counter kept (uint32 otherwise, a reservation)
+        self.app_data = b""
         for name in fields:
             if not hasattr(self, name):
                 raise UsageError("SavedState has no field %r" % name)
@@ -146,6 +156,12 @@ def dump(key, st):
     if st.srtt_ms is not None:
         flags |= _F_RTT
         n += 5
+    if st.app_counter is not None:
+        flags |= _F_COUNTER
+        n += 4
+    if st.app_data:
+        flags |= _F_APP_DATA
+        n += 1 + len(st.app_data)
     if conn:
         if st.read_max_seq >= 0:
             flags |= _F_READ_ANY
@@ -164,6 +180,12 @@ def dump(key, st):
     if st.srtt_ms is not None:
         struct.pack_into(">HHB", buf, p, st.srtt_ms, st.rttvar_ms, st.rto_backoff)
         p += 5
+    if st.app_counter is not None:
+        struct.pack_into(">I", buf, p, st.app_counter)
+        p += 4
+    if st.app_data:
+        buf[p] = len(st.app_data)
+        p = _put(buf, p + 1, st.app_data)
     if conn:
         rmax = max(st.read_max_seq, 0)
         struct.pack_into(">HHIHIQB", buf, p, st.epoch, st.write_seq >> 32, st.write_seq & _MAX_U32,
@@ -202,7 +224,7 @@ def load(key, blob, server):
     end = n - _TAG
     if not crypto.ct_equal(crypto.hmac_sha256(key, memoryview(blob)[:end])[:_TAG], blob[end:]):
         raise StateError("tag mismatch: made for another PSK or identity, or corrupt")
-    st = _parse(blob, flags, end, _F_ALL if version == _VERSION else _F_ALL_V1)
+    st = _parse(blob, flags, end, (_F_ALL_V1, _F_ALL_V2, _F_ALL)[version - 1])
     problem = _problem(st)
     if problem is not None:
         raise StateError("inconsistent fields: " + problem)
@@ -304,6 +326,10 @@ def _problem(st):
     if st.srtt_ms is not None and not (_uint(st.srtt_ms, _MAX_RTT_MS) and _uint(st.rttvar_ms, _MAX_RTT_MS)
                                        and _uint(st.rto_backoff, _MAX_BACKOFF)):
         return "srtt_ms and rttvar_ms must be 0..65535 and rto_backoff 0..%d" % _MAX_BACKOFF
+    if st.app_counter is not None and not _uint(st.app_counter, _MAX_U32):
+        return "app_counter must be None or 0..2**32-1"
+    if not _is_bytes(st.app_data) or len(st.app_data) > _MAX_APP_DATA:
+        return "app_data must be 0..%d bytes" % _MAX_APP_DATA
     if not st.has_connection:
         return None
     if not _uint(st.epoch, 0xFFFF) or st.epoch == 0:
@@ -351,6 +377,16 @@ def _parse(blob, flags, end, known):
     if flags & _F_RTT:
         p = _need(p, 5, end)
         st.srtt_ms, st.rttvar_ms, st.rto_backoff = struct.unpack_from(">HHB", blob, p - 5)
+    if flags & _F_COUNTER:
+        p = _need(p, 4, end)
+        st.app_counter = struct.unpack_from(">I", blob, p - 4)[0]
+    if flags & _F_APP_DATA:
+        p = _need(p, 1, end)
+        n = blob[p - 1]
+        if n == 0:
+            raise StateError("inconsistent fields: empty app_data")
+        p = _need(p, n, end)
+        st.app_data = blob[p - n:p]
     if flags & _F_CONN:
         if st.suite not in rl.SUITES:
             raise StateError("inconsistent fields: unknown suite 0x%04X" % st.suite)

@@ -15,7 +15,8 @@ SERVER6 = (sm.ip_bytes("2001:db8::1"), 5684)
 SERVER4 = (sm.ip_bytes("127.0.0.1"), 5684)
 FIELDS = ("session_id", "master_secret", "suite", "ems", "etm", "server", "has_connection",
           "epoch", "key_block", "write_seq", "read_max_seq", "read_window", "write_cid",
-          "read_cid", "local", "last_exchange_s", "srtt_ms", "rttvar_ms", "rto_backoff")
+          "read_cid", "local", "last_exchange_s", "srtt_ms", "rttvar_ms", "rto_backoff",
+          "app_counter", "app_data")
 # big_state() as the version 1 code (before the rtt field) wrote it: old blobs must still load
 V1_BLOB = ("644c0100fa01fdc0a820000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
            "6465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c"
@@ -24,6 +25,14 @@ V1_BLOB = ("644c0100fa01fdc0a820000102030405060708090a0b0c0d0e0f1011121314151617
            "c1c1c1c1c1c1c114c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2000102030405060708090a0b0c"
            "0d0e0f101112131415161718191a1b1c1d1e1f2021222324252627853114558e46bacf31c9fdd0e991"
            "9138")
+# big_state() as the version 2 code (before app_counter, app_data) wrote it
+V2_BLOB = ("644c0200ff03fdc0a820000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+           "6465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d"
+           "8e8f90919293163420010db80000000000000000000000019c40fe800000000000000000000000000002"
+           "6955b90004d2014102000100000012d68700000000004d1fffffffffffffff14c1c1c1c1c1c1c1c1c1c1"
+           "c1c1c1c1c1c1c1c1c1c114c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2000102030405060708090a"
+           "0b0c0d0e0f101112131415161718191a1b1c1d1e1f2021222324252627789230f26965c72fc462d5b759"
+           "031290")
 
 
 def big_state(suite=rl.SUITE_PSK_AES_128_CCM_8):
@@ -107,6 +116,9 @@ def test_size_bound():
     blob = sm.dump(KEY, big_state())
     assert len(blob) <= 256, len(blob)
     assert len(blob) == 255  # 250 in version 1, without rtt
+    st = big_state()
+    st.app_counter, st.app_data = 0xFFFFFFFF, b"\xa5" * 64
+    assert len(sm.dump(KEY, st)) == 324
     assert len(sm.dump(KEY, session_state())) == 10 + 32 + 48 + 6 + 16
 
 
@@ -131,8 +143,8 @@ def test_refusal_every_truncation_length():
 
 def test_refusal_unknown_version():
     blob = bytearray(sm.dump(KEY, big_state()))
-    blob[2] = 3
-    assert refused(bytes(blob)) == "unknown version 3 (this is version 2)"
+    blob[2] = 4
+    assert refused(bytes(blob)) == "unknown version 4 (this is version 3)"
     blob[2] = 0
     assert "unknown version 0" in refused(retag(bytes(blob)))
 
@@ -145,13 +157,63 @@ def test_version_1_blob_loads_without_rtt():
     st = big_state()
     st.srtt_ms, st.rttvar_ms, st.rto_backoff = None, 0, 0
     same(st, back)
-    assert sm.dump(KEY, back)[2] == 2 and len(sm.dump(KEY, back)) == 250  # written as version 2
+    assert sm.dump(KEY, back)[2] == 3 and len(sm.dump(KEY, back)) == 250  # written as version 3
     # version 1 knew no rtt flag: a v1 blob that has it is refused, not half-read
     flags = struct.unpack_from(">H", v1, 5)[0]
     assert "flags" in refused(patched(v1, 5, ">H", flags | 0x200))
     # and a version 2 blob with the flag cleared under it has 5 bytes left over
     blob = sm.dump(KEY, big_state())
     assert "bad lengths" in refused(patched(blob, 5, ">H", struct.unpack_from(">H", blob, 5)[0] & ~0x200))
+
+
+def test_version_2_blob_loads_without_app_fields():
+    from binascii import unhexlify
+    v2 = unhexlify(V2_BLOB)
+    back = sm.load(KEY, v2, SERVER6)
+    assert back.app_counter is None and back.app_data == b""
+    same(big_state(), back)
+    d = sm.dump(KEY, back)
+    assert d[2] == 3 and d[3:-16] == v2[3:-16]  # the same bytes, as version 3
+    # version 2 knew no app flags: a v2 blob that has one is refused, not half-read
+    flags = struct.unpack_from(">H", v2, 5)[0]
+    for bit in (0x400, 0x800):
+        assert "flags" in refused(patched(v2, 5, ">H", flags | bit))
+
+
+def test_app_counter_and_app_data_round_trip():
+    for counter, data in ((0, b""), (0xFFFFFFFF, b"x"), (12345, bytes(range(64))), (None, b"\x00\x01")):
+        st = big_state()
+        st.app_counter, st.app_data = counter, data
+        blob = sm.dump(KEY, st)
+        back = sm.load(KEY, blob, SERVER6)
+        same(st, back)
+        assert len(blob) == 255 + (0 if counter is None else 4) + (1 + len(data) if data else 0)
+        st = session_state()  # without a connection too
+        st.app_counter, st.app_data = counter, data
+        same(st, sm.load(KEY, sm.dump(KEY, st), SERVER4))
+    for counter in (-1, 1 << 32, "1", 1.0):
+        st = session_state()
+        st.app_counter = counter
+        assert "app_counter" in str(raises(UsageError, sm.dump, KEY, st))
+    for data in (bytes(65), "text", None):
+        st = session_state()
+        st.app_data = data
+        assert "app_data" in str(raises(UsageError, sm.dump, KEY, st))
+
+
+def test_refusal_app_fields_that_do_not_add_up():
+    st = session_state()
+    st.app_counter, st.app_data = 7, b"abc"
+    blob = sm.dump(KEY, st)
+    p = 10 + 32 + 48 + 6 + 4  # the app_data length byte
+    assert blob[p] == 3
+    assert "bad lengths" in refused(patched(blob, p, ">B", 4), KEY, SERVER4)
+    assert "bad lengths" in refused(patched(blob, p, ">B", 2), KEY, SERVER4)
+    assert "empty app_data" in refused(patched(blob, p, ">B", 0), KEY, SERVER4)
+    # 65 bytes of app_data where the layout allows 64: refused as inconsistent
+    big = bytearray(blob[:p]) + bytes([65]) + bytes(65) + bytes(16)
+    struct.pack_into(">H", big, 3, len(big))
+    assert "app_data" in refused(retag(bytes(big)), KEY, SERVER4)
 
 
 def test_refusal_other_psk_identity_or_server():
