@@ -169,8 +169,13 @@ def test_put_then_get_returns_the_value_post_delete_and_4_04():
         p = coap(srv, "/sensors/t")  # gone: an error code is printed and exits 9
         assert p.returncode == 9 and p.stdout.startswith(b"4.04 Not Found\n"), (p.stdout, p.stderr)
         assert p.stderr == ""
+        # a percent-encoded "/" stays inside its segment, "&" inside its query item
+        p = coap(srv, "/sensors/a%2Fb?x%26y=1", "-m", "put", "--send", "slash")
+        assert p.returncode == 0 and p.stdout == b"2.01 Created\n", (p.stdout, p.stderr)
+        assert "[ Uri-Path:sensors, Uri-Path:a/b, Uri-Query:x&y=1 ] :: 'slash'" in srv.output()
+        assert coap(srv, "/sensors/a%2Fb").stdout == b"2.05 Content\nslash\n"
         assert [r[0] for r in requests(srv)] == ["PUT", "GET", "PUT", "GET", "POST", "GET",
-                                                 "DELETE", "GET"]
+                                                 "DELETE", "GET", "PUT", "GET"]
 
 
 def test_state_runs_continue_and_each_gets_its_own_answer(tmp_path):

@@ -7,6 +7,7 @@ from dtls_lite.desktop.exits import EXIT_COAP_ERROR, EXIT_OK
 from dtls_lite.desktop.run import Run
 
 COAPS_PORT = 5684  # RFC 7252 12.7 (coaps)
+_URI_PATH = 11  # RFC 7252 5.10.1
 METHODS = ("get", "post", "put", "delete", "fetch")
 # Content-Format names for --content-format (RFC 7252 12.3, RFC 8428, RFC 7049's 60);
 # any number 0..65535 works too.
@@ -22,10 +23,6 @@ class CoapUri:
 
     def __init__(self, host, port, path, query):
         self.host, self.port, self.path, self.query = host, port, path, query
-
-    def path_text(self):
-        """"/a/b" (what coap.Client takes); "/" for no Uri-Path option."""
-        return "/" + "/".join(self.path)
 
 
 def is_uri(text):
@@ -150,7 +147,10 @@ class CoapRun(Run):
 
     def _request(self, coap, c):
         o = self.o
-        kw = {"payload": o.payload, "confirmable": not o.non}
+        # The segments as Uri-Path options: coap.Client splits a path text at "/" and "?",
+        # which a percent-decoded segment may hold ("a%2Fb" is one segment).
+        kw = {"payload": o.payload, "confirmable": not o.non,
+              "options": [(_URI_PATH, seg) for seg in o.uri.path]}
         if o.uri.query:
             kw["query"] = o.uri.query
         if o.content_format is not None:
@@ -161,10 +161,9 @@ class CoapRun(Run):
             kw["timeout_ms"] = o.reply_ms
         kind = c.conn.stats.handshake_kind
         cc = coap.Client(c)
-        self.tracer.trace("coap: %s %s%s%s" % (
-            o.method.upper(), o.uri.path_text(), "?" + "&".join(o.uri.query) if o.uri.query else "",
-            ", %d B payload" % len(o.payload) if o.payload else ""))
-        r = cc.request(o.method.upper(), o.uri.path_text(), **kw)
+        self.tracer.trace("coap: %s %s%s" % (o.method.upper(), o.uri_text,
+                                            ", %d B payload" % len(o.payload) if o.payload else ""))
+        r = cc.request(o.method.upper(), "/", **kw)
         if c.conn.stats.handshake_kind != kind:
             self._connected(c)  # the continued connection got no reply: a handshake followed
         self.tracer.trace("coap: %s, %d B payload" % (r, len(r.payload)))
