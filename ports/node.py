@@ -315,11 +315,13 @@ def _coap_request(cfg, client, sent, report):
     path = setting(cfg, "COAP_PATH") or "/sensors/" + setting(cfg, "NODE_NAME")
     method = setting(cfg, "COAP_METHOD")
     report["coap"] = method + " " + path
+    cc = coap.Client(client)
     try:
-        r = coap.Client(client).request(method, path, payload=sent.encode(), content_format=50,
-                                        timeout_ms=setting(cfg, "REPLY_TIMEOUT_MS"))
+        r = cc.request(method, path, payload=sent.encode(), content_format=50,
+                       timeout_ms=setting(cfg, "REPLY_TIMEOUT_MS"))
     finally:
         _policy(report, client)  # the request may have resumed a silently dead connection
+        report["coap_retransmissions"] = cc.retransmissions
     report["reply"] = str(r)  # "2.04 Changed"
     if r.payload:
         report["reply_payload"] = r.payload.decode("utf-8", "replace")

@@ -18,12 +18,23 @@ radio from tools/energy.py: A MODEL (published currents times the emulated link'
 a measurement of a board. Against --server the restart row is skipped (it is not our server to
 restart). Exit status 0 only if every reading of dtls-lite got its reply (the built-in
 client's failures are reported, not counted).
+
+The CoAP part (issue 17; --no-coap skips it): the sleepy node itself (ports/node.py with
+PROTOCOL = "coap", each wake a new process of ports/unix/main.py --coap) PUTs each wake's reading
+to libcoap's coap-server through the same link, then the CLI (`dtls-lite coaps://... --state`,
+continuing a connection of its own) GETs it back: each wake's GET must return that wake's
+reading. The message IDs come from the counter saved with the node's connection, so the wakes
+that continue with no handshake never repeat one.
 """
 import argparse
 import contextlib
+import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -80,6 +91,25 @@ class Node:
         r["wall_ms"] = r.get("wall_us", 0) / 1000.0
         r["client"] = "dtls-lite"
         r["energy"] = self.energy(r)
+        return r
+
+    def coap_wake(self, cfg_path, cwd):
+        """One wake of the CoAP node: ports/unix/main.py --coap --once as a new process (the
+        library from .mpy under MicroPython); its JSON report."""
+        env = dict(self.env or os.environ)
+        if self.env and self.env.get("DTLS_LITE_LIB"):
+            env["MICROPYPATH"] = self.env["DTLS_LITE_LIB"] + ":.frozen"
+        t0 = time.monotonic()
+        p = subprocess.run([self.exe, os.path.join(ROOT, "ports", "unix", "main.py"), "--config",
+                            cfg_path, "--once", "--coap"], cwd=cwd, env=env, capture_output=True,
+                           timeout=120)
+        out = p.stdout.decode("utf-8", "replace")
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        try:
+            r = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            r = {"ok": False, "error": "node", "message": (out + p.stderr.decode("utf-8", "replace"))[-400:]}
+        r["process_ms"] = (time.monotonic() - t0) * 1000
         return r
 
     def builtin(self, front, reading):
@@ -170,6 +200,93 @@ def cid_part(node, tmp):
     return ok
 
 
+@contextlib.contextmanager
+def libcoap_server(psk_hex, identity, host="127.0.0.1"):
+    """libcoap 4.3's coap-server-openssl as tests/peers.py starts it, with -d 16 (a PUT to a
+    new path creates the resource) and -v 7 (it logs every CoAP message: method, message ID,
+    token, payload)."""
+    binary = peers.find_binary("coap-server-openssl")
+    psk = bytes.fromhex(psk_hex).decode("latin-1")
+
+    def argv(port):
+        return [binary, "-A", host, "-p", str(port - 1), "-k", psk, "-v", "7", "-d", "16"]
+
+    with peers._serve("coap-openssl", host, psk_hex, identity, argv, ports=2) as srv:
+        yield srv
+
+
+COAP_HEAD = ("wake  situation            client did             RTs hs-dg hs-B   datagrams  bytes"
+             "   wall ms  MID     node got                  GET returned")
+
+
+def coap_part(node, tmp, wakes=5):
+    """The CoAP node against libcoap through the profile's relay: each wake PUTs its reading,
+    then the CLI GETs it back (directly, continuing its own saved connection)."""
+    path = "/sensors/demo"
+    rtc, session, cfg_path = (os.path.join(tmp, n) for n in ("coap-rtc.bin", "coap-session.bin",
+                                                              "coap-node.py"))
+    cli_state = os.path.join(tmp, "coap-cli.bin")
+    print("\nCoAP: the node (ports/node.py, PROTOCOL = \"coap\", each wake a new process, no"
+          " close_notify) PUTs each\nwake's reading to %s on libcoap's coap-server through the"
+          " same link; then `dtls-lite coaps://...%s\n--state` (a connection of its own) GETs it"
+          " back. Message IDs come from the counter saved with the connection:\n" % (path, path))
+    print(COAP_HEAD)
+    ok = True
+    with libcoap_server(node.psk, node.identity) as srv, \
+            links.relay(node.profile, (srv.host, srv.port), seed="coap") as front:
+        with open(cfg_path, "w") as f:
+            f.write("".join("%s = %r\n" % kv for kv in sorted({
+                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": front.port, "IDENTITY": node.identity,
+                "PSK_HEX": node.psk, "BIND_HOST": HOME[0], "BIND_PORT": HOME[1] + 100,
+                "NODE_NAME": "demo", "SLEEP_MS": 0, "PROTOCOL": "coap", "COAP_METHOD": "PUT",
+                "COAP_PATH": path, "INITIAL_TIMEOUT_MS": node.timeout_ms,
+                "REPLY_TIMEOUT_MS": max(node.reply_ms, 4 * node.timeout_ms),
+                "RTC_FILE": rtc, "SESSION_FILE": session,
+                "WIFI_DOWN_FILE": os.path.join(tmp, "coap-wifi.down")}.items())))
+        seen = 0
+        for i in range(1, wakes + 1):
+            n0 = front.logged()
+            r = node.coap_wake(cfg_path, tmp)
+            bench_wake.settle(front, quiet_s=0.05)
+            w = bench_wake.wire(front.since(n0))
+            puts = [m for m in COAP_LOG.finditer(srv.output()) if m.group(1) == "PUT"]
+            mid = "0x%04x" % int(puts[-1].group(2), 16) if len(puts) > seen else "-"
+            seen = len(puts)
+            got = _cli_get(node, srv, path, cli_state)
+            own = bool(r.get("ok")) and got == "2.05 Content\n" + r.get("sent", "")
+            ok = ok and own
+            print("%4d  %-20s %-22s %3s %5d %6d %9d %6d %9.1f  %-7s %-25s %s" % (
+                i, "first boot" if i == 1 else "same address", kind_of(r), w["round_trips"],
+                w["hs_datagrams"], w["hs_bytes"], w["datagrams"], w["bytes"], r.get("ms", 0), mid,
+                _node_got(r),
+                "its own reading" if own else "WRONG: %r" % got))
+        handshakes = srv.output().count("DTLS: session connected")
+    print("  %d wakes of the node, %d GETs: %d DTLS handshakes at the server (the node's first,"
+          " the CLI's first)" % (wakes, wakes, handshakes))
+    print("  (retr.: the link lost the response and the node sent its request again after the CoAP"
+          " ACK timeout,\n  same message ID; libcoap keeps no deduplication cache, so it ran the PUT"
+          " again: 2.04)")
+    return ok
+
+
+def _node_got(r):
+    if not r.get("reply"):
+        return "FAILED: %s %s" % (r.get("error"), r.get("message"))
+    n = r.get("coap_retransmissions")
+    return r["reply"] + (" (%d retr.)" % n if n else "")
+
+
+COAP_LOG = re.compile(r"v:1 t:CON c:(GET|PUT|POST|DELETE) i:([0-9a-f]{4}) ")
+
+
+def _cli_get(node, srv, path, state):
+    """`dtls-lite coaps://HOST:PORT/PATH --state FILE`'s stdout (the response) as text."""
+    p = subprocess.run([sys.executable, "-m", "dtls_lite", "coaps://%s:%d%s" % (srv.host, srv.port, path),
+                        "--psk", node.psk, "--identity", node.identity, "--state", state],
+                       cwd=ROOT, capture_output=True, timeout=60)
+    return (p.stdout.decode("utf-8", "replace") or p.stderr.decode("utf-8", "replace")).rstrip("\n")
+
+
 def comparison(node, ours, fulls, builtins):
     """The totals of the three series and, with a radio, energy and battery life (the model)."""
     n = len(ours)
@@ -231,6 +348,8 @@ def main(argv=None):
     ap.add_argument("--reply-ms", type=int, help="how long a request waits for its reply (default: the profile's)")
     ap.add_argument("--no-cid", action="store_true", help="skip the Connection ID part")
     ap.add_argument("--no-builtin", action="store_true", help="skip MicroPython's built-in tls client")
+    ap.add_argument("--no-coap", action="store_true",
+                    help="skip the CoAP part (the node against libcoap's coap-server)")
     args = ap.parse_args(argv)
     if args.wakes < 1:
         ap.error("--wakes must be at least 1")
@@ -296,6 +415,8 @@ def main(argv=None):
         comparison(node, results, fulls, builtins)
         if srv is not None and not args.no_cid:
             ok = cid_part(node, tmp) and ok
+        if srv is not None and not args.no_coap:
+            ok = coap_part(node, tmp) and ok
     for root, dirs, files in os.walk(tmp, topdown=False):
         for f in files:
             os.remove(os.path.join(root, f))
