@@ -150,7 +150,14 @@ class Connection:
         _check_ms(now_ms)
         if self.state != ST_IDLE:
             raise UsageError("connect() called twice")
-        from dtls_lite.client_handshake import ClientHandshake  # a guest: see the header
+        try:
+            from dtls_lite.client_handshake import ClientHandshake  # a guest: see the header
+        except BaseException:
+            # MicroPython keeps a module whose import failed part way (a MemoryError on a
+            # small heap) in sys.modules, half made: every later handshake would then fail
+            # with "can't import name". Drop it so that the next one imports it afresh.
+            _drop_modules(_HANDSHAKE_MODULES)
+            raise
         self.now_ms = now_ms
         self.stats.handshake_started_ms = now_ms
         offer = self._offer if resumable(self._offer) else None

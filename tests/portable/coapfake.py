@@ -10,10 +10,7 @@ class Conn:
     """What coap.Client asks the DTLS connection: the largest record payload."""
 
     def __init__(self, size):
-        self.size = size
-
-    def max_data_size(self):
-        return self.size
+        self.max_data_size = size  # a property of dtls_lite.connection.Connection
 
 
 class Link:

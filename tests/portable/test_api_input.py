@@ -5,7 +5,7 @@ from dtls_lite import record as rl
 from dtls_lite.client import DTLSClient
 from dtls_lite.errors import UsageError
 from fakeserver import IDENTITY, PSK, FakeServer, Rng
-from test_connection import handshake, new_client
+from helpers import handshake, new_client
 
 _CLOSED_PORT = 1  # nothing listens on UDP port 1 of the loopback
 

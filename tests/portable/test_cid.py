@@ -8,7 +8,7 @@ from dtls_lite import record as rl
 from dtls_lite.errors import ProtocolError, UsageError
 from fakeserver import (CT_TLS12_CID, IDENTITY, PSK, CidCipher, FakeServer, Rng, cid_aad,
                         cid_records, messages, records)
-from test_connection import events, handshake, new_client, raises, sent_alerts
+from helpers import events, handshake, new_client, raises, sent_alerts
 
 SERVER_CID = b"\xbe\xef\x01\x02\x03\x04"  # 6 bytes, as in the overhead target
 

@@ -3,10 +3,18 @@
 # timing (4.8), block-wise transfers (RFC 7959), MIDs and tokens from reserve_counter(). Each
 # exchange scenario runs over coap.Client and coap.AsyncClient (coapfake.AsyncLink, driven
 # without an event loop: it never suspends).
+import os
+import sys
+
 from coapfake import ACK, CON, NON, RST, AsyncLink, Block1Server, Link, answer, block, block2_server, \
     block_of, run
 from dtls_lite import coap
+from dtls_lite import record as rl
+from dtls_lite.client import DTLSClient
 from dtls_lite.errors import ConnectionClosed, DTLSError, UsageError
+from dtls_lite.store import MemoryStore
+from fakeserver import IDENTITY, PSK, Rng
+from test_adaptive import UdpServer, _bound
 
 
 def raises(exc, fn, *args, **kw):
@@ -522,7 +530,7 @@ def test_usage_errors():
                      (("GET", "/"), {"options": [(0, b"")]}), (("GET", "/"), {"options": [(70000, b"")]}),
                      (("GET", "/"), {"options": [11]}), (("GET", "/"), {"block_size": 100}),
                      (("GET", "/"), {"timeout_ms": 0}), (("GET", "/"), {"accept": -1}),
-                     (("GET", "/"), {"etag": b"123456789"}), (("GET", "/"), {"content_format": "json"})):
+                     (("GET", "/"), {"etag": 5}), (("GET", "/"), {"content_format": "json"})):
         raises(UsageError, c.cc.request, *args, **kw)
     assert c.link.sent == [] and c.link.reserved == []  # refused before a counter value went
     for kw in ({"ack_timeout_ms": 0}, {"max_retransmit": -1}, {"max_size": 1.5}, {"ack_random_factor": 0.5}):
@@ -554,3 +562,141 @@ def test_exchange_is_sans_io():
     ex.receive(coap.encode(CON, 0x45, 0x55, token_of(0x1234ABCD), [], b"!"), 4000)
     out, new = ex.take()
     assert out == [b"\x60\x00\x00\x55"] and new is None and ex.done and ex.result().payload == b"!"
+
+
+# ---- over the real DTLSClient and AsyncDTLSClient ----------------------------------------------
+# FakeServer behind loopback UDP in a thread (test_adaptive's UdpServer) answers the CoAP
+# requests inside its records through coapfake's scripted servers.
+
+class Replies:
+    """coapfake's servers answer through link.reply(); here the replies go into a list."""
+
+    def __init__(self):
+        self.out = []
+
+    def reply(self, data, delay_ms=0):
+        self.out.append(data)
+
+
+class CoapServer(UdpServer):
+    handler = None
+
+    def _one(self, data, addr):
+        srv = self.srv
+        n = len(srv.received)
+        answer = srv.handle(data)
+        out = [b"".join(answer)] if answer else []
+        for ctype, plain in srv.received[n:]:
+            if ctype != rl.CT_APPLICATION_DATA:
+                continue
+            self.app_data.append(plain)
+            if self.drop_app:
+                self.drop_app -= 1
+                continue
+            r = Replies()
+            self.handler(r, coap.decode(plain))
+            out += [srv.app(d) for d in r.out]
+        for d in out:
+            self.sock.sendto(d, addr)
+
+
+class Wakes:
+    """A node's wakes: one store and local port, a new DTLSClient (or AsyncDTLSClient) each."""
+
+    def __init__(self, server):
+        self.server = server
+        self.store = MemoryStore()
+        s, self.port = _bound()
+        s.close()
+        self.n = 0
+
+    def client(self, cls=DTLSClient):
+        self.n += 1
+        return cls("127.0.0.1", self.server.port, IDENTITY, PSK, bind=("127.0.0.1", self.port),
+                   local=("127.0.0.1", self.port), store=self.store, rng=Rng(self.n), wall_clock=lambda: 1000)
+
+
+def _tokens(srv):
+    return [int.from_bytes(coap.decode(p).token, "big") for p in srv.app_data]
+
+
+def test_over_dtlsclient_wakes_and_the_saved_counter():
+    srv = CoapServer()
+    try:
+        srv.handler = block2_server(BODY[:300], 4)  # 256-byte blocks: 2 messages
+        node = Wakes(srv)
+        d = node.client()
+        assert d.wake_action == "full"
+        cc = coap.Client(d)
+        r = cc.get("/big", timeout_ms=5000)
+        assert r.payload == BODY[:300] and r.code == 0x45
+        d.suspend()
+        d = node.client()  # deep sleep, then a continued wake: the counter goes on from the store
+        assert d.wake_action == "continue"
+        r = coap.Client(d).get("/big", block_size=64, timeout_ms=5000)
+        assert r.payload == BODY[:300] and d.stats.handshake_kind == "continued"
+        d.suspend()
+        t = _tokens(srv)
+        assert len(t) == 2 + 5 and len(set(t)) == len(t), t  # never a token (or MID) twice
+        assert [coap.decode(p).mid for p in srv.app_data] == [v & 0xFFFF for v in t]
+        assert t[1] == t[0] + 1 and t[6] == t[2] + 4  # consecutive within a wake
+        srv.restart()  # the server forgot us: request() resumes and sends the same bytes again
+        d = node.client()
+        assert d.wake_action == "continue"
+        seen = len(srv.app_data)
+        r = coap.Client(d).get("/big", timeout_ms=5000)
+        assert r.payload == BODY[:300] and d.stats.handshake_kind == "full"
+        assert len(srv.app_data) - seen == 2 and _tokens(srv)[-2] not in t  # the lost copies never reached FakeServer's new association
+        d.close()
+    finally:
+        srv.close()
+
+
+def test_over_dtlsclient_lost_request_retransmitted():
+    srv = CoapServer()
+    try:
+        srv.handler = lambda link, m: answer(link, m, 0x44, [], b"ok")
+        d = Wakes(srv).client()
+        srv.drop_app = 1
+        cc = coap.Client(d, ack_timeout_ms=200)
+        r = cc.post("/x", b"v", timeout_ms=5000)
+        assert r.payload == b"ok" and cc.retransmissions == 1 and cc.sent == 2
+        assert srv.app_data[0] == srv.app_data[1]  # the same message: same MID and token
+        d.close()
+    finally:
+        srv.close()
+
+
+def test_over_asyncdtlsclient():
+    try:
+        import asyncio
+    except ImportError:
+        for _d in os.listdir(".peers/mp32/src"):  # cwd: the repo root (tests/mp_runner.py)
+            if _d.startswith("micropython-"):
+                sys.path.append(".peers/mp32/src/" + _d + "/extmod")
+        import asyncio
+    from dtls_lite.aio import AsyncDTLSClient
+    srv = CoapServer()
+    try:
+        srv.handler = block2_server(BODY[:100], 2)
+
+        async def main():
+            node = Wakes(srv)
+            d = node.client(AsyncDTLSClient)
+            await d.connect()
+            cc = coap.AsyncClient(d)
+            r = await cc.get("/big", timeout_ms=5000)
+            assert r.payload == BODY[:100] and len(srv.app_data) == 2
+            d.suspend()
+            d = node.client(AsyncDTLSClient)
+            await d.connect()
+            assert d.wake_action == "continue"
+            r = await coap.AsyncClient(d).fetch("/big", b"{}", timeout_ms=5000)
+            assert r.payload == BODY[:100] and coap.decode(srv.app_data[-1]).payload == b"{}"
+            await d.close()
+
+        asyncio.run(main())
+        t = _tokens(srv)
+        assert len(set(t)) == len(t) == 4
+    finally:
+        srv.close()

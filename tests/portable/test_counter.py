@@ -9,7 +9,7 @@ from dtls_lite.keeper import COUNTER_RESERVE, Keeper
 from dtls_lite.store import MemoryStore
 from fakeserver import IDENTITY, PSK, Rng
 from test_adaptive import Node, UdpServer
-from test_connection import raises
+from helpers import raises
 from test_keeper import LOCAL, SERVER, connected, keeper
 
 

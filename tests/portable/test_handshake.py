@@ -9,7 +9,7 @@ from dtls_lite import crypto
 from dtls_lite import handshake as hs
 from dtls_lite.errors import ProtocolError, UsageError
 from support import wire
-from test_connection import raises
+from helpers import raises
 
 CCM_8, CBC = 0xC0A8, 0x00AE
 RANDOM = bytes(range(32))

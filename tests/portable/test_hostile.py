@@ -8,7 +8,7 @@ from dtls_lite import handshake as hs
 from dtls_lite import record as rl
 from dtls_lite.errors import AlertReceived, DTLSError, HandshakeTimeout, HelloVerifyStorm, ProtocolError
 from fakeserver import FakeServer, records
-from test_connection import deliver, events, handshake, new_client, sent_alerts
+from helpers import deliver, events, handshake, new_client, sent_alerts
 
 
 _DROP = [cn.Connection.drop_handshake_code]

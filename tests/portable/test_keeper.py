@@ -7,7 +7,7 @@ from dtls_lite import wake
 from dtls_lite.keeper import RESERVE, Keeper
 from dtls_lite.store import MemoryStore
 from fakeserver import IDENTITY, PSK, FakeServer, Rng
-from test_connection import handshake, new_client
+from helpers import handshake, new_client
 
 SERVER = (b"\x7f\x00\x00\x01", 5684)
 LOCAL = (b"\x7f\x00\x00\x02", 40000)

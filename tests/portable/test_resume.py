@@ -6,7 +6,7 @@ from dtls_lite import record as rl
 from dtls_lite import wake
 from dtls_lite.errors import ProtocolError, UsageError
 from fakeserver import IDENTITY, PSK, FakeServer, Rng, messages, records
-from test_connection import deliver, events, handshake, new_client, raises, sent_alerts
+from helpers import deliver, events, handshake, new_client, raises, sent_alerts
 
 
 def full_session(**kw):

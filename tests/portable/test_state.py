@@ -6,7 +6,7 @@ from dtls_lite import crypto
 from dtls_lite import record as rl
 from dtls_lite import state as sm
 from dtls_lite.errors import DTLSError, StateError, UsageError
-from test_connection import raises
+from helpers import raises
 
 PSK = b"secretPSK"
 IDENTITY = b"Client_identity"

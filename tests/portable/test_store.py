@@ -5,7 +5,7 @@ import errno
 import os
 
 from dtls_lite.store import FileStore, MemoryStore
-from test_connection import raises
+from helpers import raises
 
 
 class Crash(Exception):

@@ -10,7 +10,7 @@ from dtls_lite import handshake as hs
 from dtls_lite import record as rl
 from dtls_lite.errors import HandshakeTimeout, HelloVerifyStorm
 from fakeserver import FakeServer, records
-from test_connection import new_client
+from helpers import new_client
 
 RTT = 40  # ms, the fake link's round trip
 
