@@ -8,7 +8,8 @@ after boot, on this firmware without PSRAM). One pytest test per portable test.
 
 Tests that cannot fit that heap are listed in HEAP_BOUND with the reason; they must fail on
 the board with a MemoryError (anything else fails the test, and so does a pass: then they fit
-and leave the list).
+and leave the list). Modules that need a newer MicroPython than the firmware's (VERSION_BOUND)
+must fail each test saying so, the same way.
 """
 import os
 
@@ -21,6 +22,29 @@ from support import runtimes
 HEAP_BOUND = {
 }
 
+# module -> (the MicroPython version it needs, the text its tests fail with before it): on an
+# older firmware every test of the module must fail saying so (a pass fails: unlist it).
+VERSION_BOUND = {
+    "test_aio": ((1, 17), "needs MicroPython 1.17"),  # asyncio streams have readinto since 1.17
+}
+
+
+def _firmware_version():
+    return tuple(int(x) for x in esp32tier.facts()["version"].split(".")[:2])
+
+
+class VersionBound(Exception):
+    """A test of a VERSION_BOUND module failed as it must on this firmware."""
+
+
+def _version_bound(module):
+    if module not in VERSION_BOUND:
+        return False
+    try:
+        return _firmware_version() < VERSION_BOUND[module][0]
+    except (OSError, KeyError, ValueError):  # not prepared: the tier is skipped anyway
+        return False
+
 
 def _cases():
     out = []
@@ -30,6 +54,9 @@ def _cases():
             if (m, t) in HEAP_BOUND:
                 marks.append(pytest.mark.xfail(raises=MemoryError, strict=True,
                                                reason=HEAP_BOUND[(m, t)]))
+            if _version_bound(m):
+                marks.append(pytest.mark.xfail(raises=VersionBound, strict=True,
+                                               reason="needs MicroPython %d.%d" % VERSION_BOUND[m][0]))
             out.append(pytest.param(m, t, id="%s.py::%s" % (m, t), marks=marks))
     return out
 
@@ -84,6 +111,12 @@ def test_portable_on_esp32(suite, module, test):
                     % (module, test, run.error or "import failed or the board crashed?",
                        run.output[-4000:]), pytrace=False)
     passed, text = result
+    if _version_bound(module):
+        if not passed and any(VERSION_BOUND[module][1] in line for line in text):
+            raise VersionBound("%s on MicroPython %s: %s" % (test, esp32tier.facts()["version"],
+                                                           VERSION_BOUND[module][1]))
+        if passed:
+            return  # strict xfail: a pass on this firmware is a failure (unlist it)
     if (module, test) in HEAP_BOUND:
         if not passed and any("MemoryError" in line for line in text):
             raise MemoryError("%s on the board: %s" % (test, text[-1] if text else ""))

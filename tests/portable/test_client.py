@@ -7,14 +7,20 @@ _CLOSED_PORT = 1  # tcpmux: nothing listens on UDP port 1 of the loopback
 
 
 def test_no_server_times_out_and_says_port_unreachable():
+    import sys
     c = DTLSClient("127.0.0.1", _CLOSED_PORT, IDENTITY, PSK, connect=False,
                    initial_timeout_ms=20, max_retransmits=2)
     try:
         c.connect()
         raise AssertionError("connected to nothing")
     except HandshakeTimeout as e:
-        assert "port unreachable" in str(e) and "127.0.0.1 port 1" in str(e), str(e)
-        assert c.port_unreachable >= 1
+        if sys.platform == "esp32":
+            # lwIP answers a datagram to a closed local port with no ICMP port unreachable
+            # (ports/README.md): a plain timeout, nothing counted
+            assert "port unreachable" not in str(e) and c.port_unreachable == 0, str(e)
+        else:
+            assert "port unreachable" in str(e) and "127.0.0.1 port 1" in str(e), str(e)
+            assert c.port_unreachable >= 1
         assert c.stats.retransmissions == 2 and c.stats.datagrams_sent == 3
     finally:
         c.close()
