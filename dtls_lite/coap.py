@@ -39,14 +39,15 @@ _O_SIZE2 = const(28)
 _O_SIZE1 = const(60)
 
 _METHODS = ("GET", "POST", "PUT", "DELETE", "FETCH", "PATCH", "IPATCH")  # codes 0.01..0.07
-# RFC 7252 12.1.2, RFC 7959 (2.31, 4.08), RFC 8132 (4.09, 4.22), RFC 8516 (4.29)
-_REASONS = ("|2.01 Created|2.02 Deleted|2.03 Valid|2.04 Changed|2.05 Content|2.31 Continue"
-            "|4.00 Bad Request|4.01 Unauthorized|4.02 Bad Option|4.03 Forbidden|4.04 Not Found"
-            "|4.05 Method Not Allowed|4.06 Not Acceptable|4.08 Request Entity Incomplete"
-            "|4.09 Conflict|4.12 Precondition Failed|4.13 Request Entity Too Large"
-            "|4.15 Unsupported Content-Format|4.22 Unprocessable Entity|4.29 Too Many Requests"
-            "|5.00 Internal Server Error|5.01 Not Implemented|5.02 Bad Gateway"
-            "|5.03 Service Unavailable|5.04 Gateway Timeout|5.05 Proxying Not Supported|")
+# Reason phrases by class (2, 4, 5), then detail (2.01 first, 4.00 and 5.00 first): RFC 7252
+# 12.1.2, RFC 7959 (2.31, 4.08), RFC 8132 (4.09, 4.22), RFC 8516 (4.29)
+_REASONS = ("Created|Deleted|Valid|Changed|Content||||||||||||||||||||||||||Continue", "",
+            "Bad Request|Unauthorized|Bad Option|Forbidden|Not Found|Method Not Allowed|Not Acceptable|"
+            "|Request Entity Incomplete|Conflict|||Precondition Failed|Request Entity Too Large|"
+            "|Unsupported Content-Format||||||||Unprocessable Entity||||||Too Many Requests",
+            "Internal Server Error|Not Implemented|Bad Gateway|Service Unavailable|Gateway Timeout"
+            "|Proxying Not Supported")
+_SIZES = (16, 32, 64, 128, 256, 512, 1024)  # block sizes by SZX (RFC 7959 2.2)
 _DEFAULT_MESSAGE = const(1152)  # RFC 7252 4.6: the message size when nothing better is known
 
 
@@ -60,6 +61,11 @@ class CoAPTimeout(CoAPError):
 
 class CoAPReset(CoAPError):
     """The server answered the request with a Reset (RST): it could not process it."""
+
+
+def _check(name, v, lo):
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise UsageError("%s must be an int >= %d" % (name, lo))
 
 
 # ---- the codec ---------------------------------------------------------------------------------
@@ -208,8 +214,10 @@ class Message:
 
     @property
     def reason(self):
-        i = _REASONS.find("|" + self.code_text + " ")
-        return "" if i < 0 else _REASONS[i + 6:_REASONS.find("|", i + 1)]
+        c = (self.code >> 5) - 2
+        d = (self.code & 31) - (c == 0)
+        r = _REASONS[c].split("|") if 0 <= c < 4 and d >= 0 else ()
+        return r[d] if d < len(r) else ""
 
     @property
     def content_format(self):
@@ -325,20 +333,21 @@ class Exchange:
         self._result = result
 
     def handle_timer(self, now):
+        cc = self._cc
         if self.done:
             return
         if now >= self._deadline:
-            self._finish(CoAPTimeout("no response within the request's timeout_ms"))
+            self._finish(CoAPTimeout("no response within timeout_ms"))
         elif self._next is not None and now >= self._next:
-            if self._tries >= self._cc.max_retransmit:  # RFC 7252 4.2: give up
+            if self._tries >= cc.max_retransmit:  # RFC 7252 4.2: give up
                 self._finish(CoAPTimeout("no ACK after %d retransmissions" % self._tries))
                 return
             self._tries += 1
             self._rto *= 2
             self._next = now + self._rto
             self._out.append(self._msg)
-            self._cc.sent += 1
-            self._cc.retransmissions += 1
+            cc.sent += 1
+            cc.retransmissions += 1
 
     def receive(self, data, now):
         if self.done:
@@ -350,92 +359,87 @@ class Exchange:
             cc.malformed += 1
             return
         t = m.type
+        mine = m.token == self._token
         if t >= ACK:
-            if m.mid != self._mid or t == ACK and m.code and m.token != self._token:
+            if m.mid != self._mid or m.code and not mine:
                 cc.ignored += 1  # a late ACK or RST of an earlier message
-            elif t == RST:
+                return
+            if t == RST:
                 self._finish(CoAPReset("the server reset the request (RST)"))
-            else:
-                self._next = None  # ACKed: no more retransmissions, wait for the response
-                if m.code:
-                    self._response(m, now)  # piggybacked
-            return
-        if m.code >> 5 >= 2 and m.token == self._token:  # a separate response (RFC 7252 5.2.2)
+                return
+            self._next = None  # ACKed: no more retransmissions, wait for the response
+            if not m.code:
+                return  # empty: a separate response follows
+        elif m.code >> 5 >= 2 and mine:  # a separate response (RFC 7252 5.2.2)
             if t == CON:
-                self._ack(m.mid)
+                self._ack(m.mid, True)
             self._next = None
-            self._response(m, now)
-        elif t == CON:
-            # A server's CON that is not our response: a duplicate of a separate response we
-            # ACKed (our ACK was lost) gets its ACK again (4.5); anything else a Reset (4.2),
-            # which stops the server retransmitting a response nobody waits for any more.
-            if m.mid in cc._acked:
-                self._out.append(encode(ACK, 0, m.mid))
-            else:
-                self._out.append(encode(RST, 0, m.mid))
-                cc.ignored += 1
-            cc.sent += 1
         else:
-            cc.ignored += 1  # a NON not for us: nothing to say (4.3)
+            # Not our response. A CON that duplicates a separate response we ACKed (our ACK
+            # was lost) gets its ACK again (4.5); any other CON a Reset (4.2): it stops the
+            # server retransmitting what nobody waits for. A NON needs no word (4.3).
+            if t == CON:
+                self._ack(m.mid, False)
+            else:
+                cc.ignored += 1
+            return
+        try:
+            self._response(m, now)
+        except CoAPError as e:
+            self._finish(e)
 
-    def _ack(self, mid):
+    def _ack(self, mid, ours):
         cc = self._cc
-        self._out.append(encode(ACK, 0, mid))
-        cc.sent += 1
         a = cc._acked
-        if len(a) >= 4:
-            a.pop(0)
-        a.append(mid)
-
-    def _fail(self, why):
-        self._finish(CoAPError(why))
+        if ours or mid in a:
+            self._out.append(encode(ACK, 0, mid))
+            if ours:
+                if len(a) > 3:
+                    a.pop(0)
+                a.append(mid)
+        else:
+            self._out.append(encode(RST, 0, mid))
+            cc.ignored += 1
+        cc.sent += 1
 
     def _response(self, m, now):
         cc = self._cc
-        if self._num1 is not None:  # an upload under way
+        n1 = self._num1
+        if n1 is not None:  # an upload under way
             s = 16 << self._szx1
-            b1 = m.option(_O_BLOCK1)
-            if (self._num1 + 1) * s < len(self._payload):  # not the last block yet
-                if m.code >> 5 != 2:  # an error ends the upload: it is the response
-                    self._finish(m)
-                    return
+            self._num1 = None
+            if (n1 + 1) * s < len(self._payload) and m.code >> 5 == 2:  # not the last block
+                b1 = m.option(_O_BLOCK1)
                 if b1 is None:
-                    self._fail("a 2.xx without Block1 to an upload block")
-                    return
+                    raise CoAPError("no Block1 in 2.xx")
                 num, more, szx = _block(b1)
-                if num != self._num1:
-                    self._fail("Block1 %d acknowledged, %d sent" % (num, self._num1))
-                    return
+                if num != n1:
+                    raise CoAPError("Block1 mismatch")
                 if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)
                     self._num1 = (num + 1) << (self._szx1 - szx)
                     self._szx1 = szx
                 else:
-                    self._num1 += 1
+                    self._num1 = n1 + 1
                 self._new(now)
                 return
-            self._num1 = None  # the last block's response is the response
+            # else the last block's response, or an error, is the response
         b2 = m.option(_O_BLOCK2)
+        body = self._body
         size2 = m.option(_O_SIZE2)
-        total = len(m.payload) + (0 if self._body is None else len(self._body))
-        if total > cc.max_size or size2 is not None and int.from_bytes(size2, "big") > cc.max_size:
-            self._fail("reply larger than max_size %d" % cc.max_size)
-            return
+        if len(m.payload) + (len(body) if body else 0) > cc.max_size or size2 and int.from_bytes(size2, "big") > cc.max_size:
+            raise CoAPError("reply over max_size")
         if b2 is None:
-            if self._body is not None:
-                self._fail("a block-wise reply went on without Block2")
-            else:
-                self._finish(m)
+            if body is not None:
+                raise CoAPError("Block2 missing")
+            self._finish(m)
             return
         num, more, szx = _block(b2)
         s = 16 << szx
-        body = self._body
         if body is None:
             body = self._body = bytearray()
             self._etag = m.etag
         if num * s != len(body) or more and len(m.payload) != s or m.etag != self._etag:
-            self._fail("Block2 %d of %d bytes does not follow %d bytes (or its ETag changed)"
-                       % (num, len(m.payload), len(body)))
-            return
+            raise CoAPError("Block2 mismatch (NUM, size or ETag)")
         body.extend(m.payload)
         if not more:
             m.payload = bytes(body)
@@ -459,10 +463,9 @@ class Client:
 
     def __init__(self, dtls, rng=None, ack_timeout_ms=ACK_TIMEOUT_MS, ack_random_factor=ACK_RANDOM_FACTOR,
                  max_retransmit=MAX_RETRANSMIT, max_size=MAX_SIZE, clock=None):
-        for name, v, lo in (("ack_timeout_ms", ack_timeout_ms, 1), ("max_retransmit", max_retransmit, 0),
-                            ("max_size", max_size, 16)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise UsageError("%s must be an int >= %d" % (name, lo))
+        _check("ack_timeout_ms", ack_timeout_ms, 1)
+        _check("max_retransmit", max_retransmit, 0)
+        _check("max_size", max_size, 16)
         if not isinstance(ack_random_factor, (int, float)) or not 1 <= ack_random_factor <= 16:
             raise UsageError("ack_random_factor must be a number in 1..16")
         self._dtls = dtls
@@ -491,76 +494,43 @@ class Client:
     def _budget(self):
         """The largest CoAP message one record carries (DTLS MTU less the record overhead)."""
         conn = getattr(self._dtls, "conn", None)
-        return conn.max_data_size() if conn is not None else _DEFAULT_MESSAGE
+        return conn.max_data_size if conn is not None else _DEFAULT_MESSAGE
 
     def request(self, method, path, payload=None, query=None, content_format=None, accept=None,
                 etag=None, confirmable=True, timeout_ms=TIMEOUT_MS, block_size=None, options=None):
         """Send a request, return its response (Message); CoAPTimeout, CoAPReset, CoAPError."""
-        if not isinstance(method, str) or method.upper() not in _METHODS:
-            raise UsageError("method must be one of %s, not %r" % (", ".join(_METHODS), method))
-        if not isinstance(path, str):
-            raise UsageError("path must be a str, e.g. \"/sensors/t\"")
         if payload is None:
             payload = b""
         elif isinstance(payload, str):
             payload = payload.encode()
         elif not isinstance(payload, (bytes, bytearray)):
             raise UsageError("payload must be bytes or str")
-        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 1:
-            raise UsageError("timeout_ms must be an int >= 1")
-        szx = None
-        if block_size is not None:
-            szx = 0
-            while szx < 7 and 16 << szx != block_size:
-                szx += 1
-            if szx > 6:
-                raise UsageError("block_size must be 16, 32, ..., 1024")
-        opts = []
-        i = path.find("?")
-        if i >= 0:
-            path, q = path[:i], path[i + 1:]
-            opts = [(_O_URI_QUERY, s) for s in q.split("&")]
-        if path.startswith("/"):
-            path = path[1:]
-        if path:
-            opts += [(_O_URI_PATH, s) for s in path.split("/")]
-        if isinstance(query, str):
-            query = query.split("&")
-        for s in query or ():
-            opts.append((_O_URI_QUERY, s))
-        for num, v in ((_O_CONTENT_FORMAT, content_format), (_O_ACCEPT, accept)):
-            if v is not None:
-                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
-                    raise UsageError("a content format is an int in 0..65535")
-                opts.append((num, v))
-        if etag is not None:
-            for e in (etag,) if isinstance(etag, (bytes, bytearray)) else etag:
-                if not isinstance(e, (bytes, bytearray)) or not 1 <= len(e) <= 8:
-                    raise UsageError("an ETag is 1..8 bytes")
-                opts.append((_O_ETAG, e))
-        for o in options or ():
-            if not isinstance(o, (tuple, list)) or len(o) != 2:
-                raise UsageError("options is a list of (number, value) pairs")
-            opts.append((o[0], _value(o[1])))
-        encode(0, 0, 0, b"", opts)  # checks option numbers and values before any is sent
-        code = _METHODS.index(method.upper()) + 1
-        ex = Exchange(self, code, opts, bytes(payload), confirmable, timeout_ms, szx, self._clock())
-        return self._run(ex)
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path, payload, **kw):
-        return self.request("POST", path, payload, **kw)
-
-    def put(self, path, payload, **kw):
-        return self.request("PUT", path, payload, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
-
-    def fetch(self, path, payload, **kw):
-        return self.request("FETCH", path, payload, **kw)
+        _check("timeout_ms", timeout_ms, 1)
+        try:
+            code = _METHODS.index(method.upper()) + 1
+            szx = None if block_size is None else _SIZES.index(block_size)
+            i = path.find("?")
+            if i >= 0:  # "/path?a=1&b"
+                query = path[i + 1:]
+                path = path[:i]
+            path = path[1:] if path[:1] == "/" else path
+            opts = [(_O_URI_PATH, s) for s in path.split("/")] if path else []
+            if isinstance(query, str):
+                query = query.split("&")
+            opts += [(_O_URI_QUERY, s) for s in query or ()]
+            for num, v in ((_O_CONTENT_FORMAT, content_format), (_O_ACCEPT, accept)):
+                if v is not None:
+                    opts.append((num, v + 0))  # a number (a str would pass as bytes)
+            if isinstance(etag, (bytes, bytearray)):
+                etag = (etag,)
+            opts += [(_O_ETAG, e) for e in etag or ()]
+            opts += options or ()
+            encode(0, 0, 0, b"", opts)  # checks option numbers and values before anything goes
+        except UsageError:
+            raise
+        except (AttributeError, TypeError, ValueError, IndexError):
+            raise UsageError("bad method %r, path, query, etag, block_size or options" % (method,))
+        return self._run(Exchange(self, code, opts, bytes(payload), confirmable, timeout_ms, szx, self._clock()))
 
     def _wait(self, ex):
         """ms until the exchange's timer (0: due now)."""
@@ -591,6 +561,25 @@ class Client:
                 self._feed(ex, d.request(new, w or 1))
             else:
                 self._feed(ex, d.recv(w) if w else None)
+
+
+def _method(name, body):
+    # cc.get(path, **kw), cc.post(path, payload, **kw), ...: one function per shape, not per
+    # method (heap: five methods cost five functions of bytecode)
+    if body:
+        def f(self, path, payload, **kw):
+            return self.request(name, path, payload, **kw)
+    else:
+        def f(self, path, **kw):
+            return self.request(name, path, **kw)
+    return f
+
+
+Client.get = _method("GET", False)
+Client.post = _method("POST", True)
+Client.put = _method("PUT", True)
+Client.delete = _method("DELETE", False)
+Client.fetch = _method("FETCH", True)
 
 
 class AsyncClient(Client):
