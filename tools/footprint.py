@@ -24,6 +24,8 @@ Run from the repo root on CPython (`make footprint` runs `--all`):
   state), found by bisection in 0.5 KB steps and confirmed by two more runs; and, in one run
   with ample heap, the heap in use once imported, once connected (the handshake done and its
   modules dropped) against before connect(), and which dtls_lite modules are loaded then.
+  The same for a continued CoAP wake (tools/workers/footprint_coap_wake.py: dtls_lite.coap
+  imported, the request a CoAP PUT) against libcoap's coap-server (issue 17).
 - Runtimes: mpy_32 (.peers/bin/micropython32, the 32-bit 1.25 unix port, an ESP32's object
   sizes, with mpy-cross32), frozen_32 (the same port with manifest.py frozen in, node="unix":
   tools/build_mp32.sh --manifest; `--frozen FW` names one, `--build-frozen` builds it, ~1 s
@@ -66,6 +68,9 @@ NODE_ROOTS = WAKE_ROOTS + ("node", "unixboard", "rtcstore")
 RUNTIMES = ("mpy_32", "frozen_32", "mpy_64")
 TITLES = {"mpy_32": ".mpy 32-bit", "frozen_32": "frozen 32-bit", "mpy_64": ".mpy 64-bit"}
 KINDS = ("continue", "abbreviated", "full")
+COAP_KIND = "coap_continue"  # a continued wake whose request is a CoAP PUT (issue 17)
+WORKERS = ("footprint_wake", "footprint_coap_wake")
+COAP_MODULE = "dtls_lite.coap"
 HEAP_STEP = 512  # bisection resolution, bytes
 HEAP_LO = 4096  # assumed too small for any wake
 HEAP_HI = {"mpy_32": 256 * 1024, "frozen_32": 256 * 1024, "mpy_64": 512 * 1024}
@@ -356,9 +361,9 @@ class Runtime:
         base = os.path.join(tmp, self.key)
         self.tools = os.path.join(base, "tools")
         os.makedirs(self.tools, exist_ok=True)
-        subprocess.run([self.mpy_cross, "-O1", "-s", "footprint_wake.py", "-o",
-                        os.path.join(self.tools, "footprint_wake.mpy"),
-                        benchkit.worker("footprint_wake")], check=True)
+        for w in WORKERS:
+            subprocess.run([self.mpy_cross, "-O1", "-s", w + ".py", "-o",
+                            os.path.join(self.tools, w + ".mpy"), benchkit.worker(w)], check=True)
         if self.frozen:
             self.lib = ".frozen"
         else:
@@ -398,11 +403,12 @@ def heap_report(root=ROOT, frozen=None, wanted=RUNTIMES, rts=None, tmp=None):
 # --- wakes ---
 
 class Probe:
-    """Runs footprint_wake on one runtime against one server, a state file of its own."""
+    """Runs a wake worker (footprint_wake, or footprint_coap_wake) on one runtime against one
+    server, a state file of its own."""
 
-    def __init__(self, rt, srv, tmp, kind):
-        self.rt, self.srv, self.kind = rt, srv, kind
-        self.cwd = os.path.join(tmp, "%s-%s" % (rt.key, kind))
+    def __init__(self, rt, srv, tmp, kind, worker="footprint_wake"):
+        self.rt, self.srv, self.kind, self.worker = rt, srv, kind, worker
+        self.cwd = os.path.join(tmp, "%s-%s-%s" % (rt.key, kind, worker))
         os.makedirs(self.cwd, exist_ok=True)
         self.state = os.path.join(self.cwd, "state.bin")
         self.home = None
@@ -418,7 +424,7 @@ class Probe:
     def run(self, heap, bind, measure=False):
         """(action, replied, output) of one wake in `heap` bytes."""
         env = dict(os.environ, MICROPYPATH="%s:%s" % (self.rt.lib, self.rt.tools))
-        argv = [self.rt.exe, "-X", "heapsize=%d" % heap, "-m", "footprint_wake", self.srv.host,
+        argv = [self.rt.exe, "-X", "heapsize=%d" % heap, "-m", self.worker, self.srv.host,
                 str(self.srv.port), self.srv.identity, self.srv.psk_hex, self.state, bind[0],
                 str(bind[1])] + (["measure"] if measure else [])
         self.runs += 1
@@ -537,6 +543,14 @@ def wake_report(rts, tmp):
             report.setdefault(rt.key, {})[kind] = entry
             print("footprint: %s %s wake: %s" % (rt.key, kind, "%.1f KB" % entry["kb"] if "kb" in entry
                                                   else entry.get("error")), file=sys.stderr)
+        # a continued CoAP wake, against libcoap (coap-server-openssl, as tests/peers.py starts it)
+        with peers.coap_server() as srv:
+            probe = Probe(rt, srv, tmp, "continue", worker="footprint_coap_wake")
+            entry = smallest_heap(probe)
+            entry["heap"] = measure_heap(probe)
+        report[rt.key][COAP_KIND] = entry
+        print("footprint: %s %s wake: %s" % (rt.key, COAP_KIND, "%.1f KB" % entry["kb"] if "kb" in entry
+                                              else entry.get("error")), file=sys.stderr)
     return report
 
 
@@ -545,6 +559,7 @@ def wake_report(rts, tmp):
 # Issue 13's targets for the 32-bit .mpy client with a FileStore (smallest heap, bytes).
 TARGETS = (("continue", 44 * 1024, "continued wake, 32-bit .mpy (stretch 32 KB)"),
            ("full", 64 * 1024, "full-handshake wake, 32-bit .mpy"))
+COAP_IMPORT_TARGET = 8 * 1024  # issue 17: importing dtls_lite.coap, 32-bit .mpy
 _COMPARABLE = ("device_mpy_bytes", "import_heap", "import_heap_totals", "wakes")
 
 
@@ -581,6 +596,13 @@ def targets(report, old):
         out.append(benchkit.target("smallest heap, " + name, round(v / 1024.0, 1), limit / 1024.0,
                                    v <= limit, "bisection, then every step of the window, confirmed",
                                    old=None if o is None else round(o / 1024.0, 1), unit=" KB"))
+    v = _get(report, "import_heap", "mpy_32", COAP_MODULE)
+    if v is not None:
+        o = _get(old, "import_heap", "mpy_32", COAP_MODULE)
+        out.append(benchkit.target("import heap, dtls_lite.coap, 32-bit .mpy", round(v / 1024.0, 1),
+                                   COAP_IMPORT_TARGET / 1024.0, v <= COAP_IMPORT_TARGET,
+                                   "gc.mem_alloc() after gc.collect(), after the client and its stores",
+                                   old=None if o is None else round(o / 1024.0, 1), unit=" KB"))
     return out
 
 
@@ -607,7 +629,10 @@ def print_report(report, old, old_label):
             print("%-26s" % m + "".join(_pair(heap[k].get(m), _get(old, "import_heap", k, m), 18,
                                               _get(old, "import_heap", k) is not None) for k in cols))
         for what, title in (("client", "= dtls_lite.client"), ("wake", "= client+FileStore"),
-                            ("node", "= unix node"), ("all", "= all shipped")):
+                            ("coap_wake", "= client+FileStore+coap"), ("node", "= unix node"),
+                            ("all", "= all shipped")):
+            if what not in report["import_heap_totals"][cols[0]]:
+                continue
             print("%-26s" % title + "".join(
                 _pair(report["import_heap_totals"][k][what],
                       _get(old, "import_heap_totals", k, what), 18) for k in cols))
@@ -624,13 +649,14 @@ def print_report(report, old, old_label):
               " against pion on loopback;\nevery heap from this one up (%d KB tried one by one)"
               " gets the reply%s" % (SCAN_UP * HEAP_STEP // 1024, note))
         print("%-14s" % "wake" + "".join("%18s" % TITLES[k] for k in cols))
-        for kind in KINDS:
+        kinds = [kind for kind in KINDS + (COAP_KIND,) if any(kind in wakes[k] for k in cols)]
+        for kind in kinds:
             print("%-14s" % kind + "".join(
                 _pair(_get(wakes, k, kind, "bytes"), _get(old, "wakes", k, kind, "bytes"), 18)
                 for k in cols))
         for k in cols:
-            for kind in KINDS:
-                e = wakes[k][kind]
+            for kind in kinds:
+                e = wakes[k].get(kind, {})
                 if "error" in e:
                     print("  %s %s: %s" % (k, kind, e["error"]))
                 elif e.get("failure_below"):
@@ -646,8 +672,8 @@ def print_report(report, old, old_label):
             "runtime", "wake", "imported", "before", "connected", "left", "after reply",
             "dtls_lite modules once connected"))
         for k in cols:
-            for kind in KINDS:
-                h = wakes[k][kind].get("heap", {})
+            for kind in kinds:
+                h = wakes[k].get(kind, {}).get("heap", {})
                 oh = _get(old, "wakes", k, kind, "heap") or {}
                 mods = [m.replace("dtls_lite.", "") for m in h.get("modules_connected", [])]
                 print("%-14s %-12s" % (TITLES[k], kind) + "".join(
@@ -765,6 +791,8 @@ def measure(root, args, wanted, frozen):
             report["import_missing"] = {k: v for k, v in missing.items() if v}
             sets = {"client": closure(["dtls_lite.client"], deps), "wake": closure(WAKE_ROOTS, deps),
                     "node": closure(NODE_ROOTS, deps), "all": set(names)}
+            if COAP_MODULE in deps:
+                sets["coap_wake"] = closure(WAKE_ROOTS + (COAP_MODULE,), deps)
             report["import_heap_totals"] = {
                 k: {what: sum(v.get(m, 0) for m in ms) for what, ms in sets.items()}
                 for k, v in heap.items()}
