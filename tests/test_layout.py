@@ -148,3 +148,15 @@ def test_importing_the_blocking_client_loads_no_coap(runtime):
     p = subprocess.run([rt.executable(runtime), "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython", "micropython32"])
+def test_importing_coap_loads_neither_asyncio_nor_the_handshake(runtime):
+    # a blocking CoAP node: dtls_lite.coap's AsyncClient waits for aio only when used, and
+    # a continued CoAP wake stays free of the handshake code
+    code = ("import sys\nimport dtls_lite.coap, dtls_lite.client, dtls_lite.store\n"
+            "print(sorted(m for m in sys.modules if 'asyncio' in m or m == 'dtls_lite.aio'"
+            " or m in %r))\n" % sorted(HANDSHAKE_CODE))
+    p = subprocess.run([rt.executable(runtime), "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
