@@ -85,32 +85,19 @@ def _value(v):
         return v.encode()
     if isinstance(v, (bytes, bytearray)):
         return bytes(v)
-    raise UsageError("an option value is bytes, str or a uint32, not %r" % (v,))
-
-
-def _ext(b, v):
-    """The nibble of delta or length v; its extension bytes appended to b (13: one byte,
-    v - 13; 14: two bytes, v - 269; RFC 7252 3.1)."""
-    if v < 13:
-        return v
-    if v < 269:
-        b.append(v - 13)
-        return 13
-    b.append((v - 269) >> 8)
-    b.append((v - 269) & 0xFF)
-    return 14
+    raise UsageError("bad option value %r" % (v,))
 
 
 def encode(mtype, code, mid, token=b"", options=(), payload=b""):
     """A CoAP message: options [(number, bytes|str|uint)] go out in number order, repeated
     ones in the order given."""
     if len(token) > 8:
-        raise UsageError("a token has at most 8 bytes")
+        raise UsageError("token > 8 bytes")
     opts = []
     for o in options:  # a stable insertion sort: MicroPython's list.sort() is not stable
         num = o[0]
         if not isinstance(num, int) or isinstance(num, bool) or not 0 < num <= 0xFFFF:
-            raise UsageError("an option number is an int in 1..65535, not %r" % (num,))
+            raise UsageError("bad option number %r" % (num,))
         i = len(opts)
         opts.append(o)
         while i and opts[i - 1][0] > num:
@@ -124,9 +111,17 @@ def encode(mtype, code, mid, token=b"", options=(), payload=b""):
         val = _value(val)
         p = len(b)
         b.append(0)
-        d = _ext(b, num - last)
-        n = _ext(b, len(val))
-        b[p] = d << 4 | n
+        for v in (num - last, len(val)):  # the delta nibble, then the length's (RFC 7252 3.1)
+            b[p] <<= 4
+            if v < 13:
+                b[p] |= v
+            elif v < 269:
+                b[p] |= 13
+                b.append(v - 13)
+            else:
+                b[p] |= 14
+                b.append((v - 269) >> 8)
+                b.append((v - 269) & 0xFF)
         b.extend(val)
         last = num
     if payload:
@@ -135,44 +130,42 @@ def encode(mtype, code, mid, token=b"", options=(), payload=b""):
     return bytes(b)
 
 
-def _nib(data, p, v):
-    """(delta or length, position after its extension bytes) of nibble v at p."""
-    if v < 13:
-        return v, p
-    if v == 13:
-        return data[p] + 13, p + 1  # IndexError if truncated: decode() makes it a CoAPError
-    if v == 14:
-        return (data[p] << 8 | data[p + 1]) + 269, p + 2
-    raise CoAPError("option nibble 15")
-
-
 def decode(data):
     """The Message in a datagram; CoAPError if it is not a well-formed CoAP message."""
-    n = len(data)
-    if n < 4 or data[0] >> 6 != 1 or data[0] & 15 > 8:
-        raise CoAPError("not a CoAP 1 header (or TKL > 8)")
-    p = 4 + (data[0] & 15)
-    m = Message(data[0] >> 4 & 3, data[1], data[2] << 8 | data[3], bytes(data[4:p]))
-    if p > n or (m.code == 0 and n > 4):  # an Empty message is the header only (RFC 7252 4.1)
-        raise CoAPError("truncated token or a non-empty Empty message")
-    num = 0
     try:
-        while p < n:
-            b = data[p]
+        n = len(data)
+        h = data[0]
+        p = 4 + (h & 15)
+        m = Message(h >> 4 & 3, data[1], data[2] << 8 | data[3], bytes(data[4:p]))
+        # version 1, TKL 0..8, the whole token; an Empty message is the header only (4.1)
+        ok = h >> 6 == 1 and h & 15 < 9 and p <= n and (m.code or n == 4)
+        num = 0
+        while ok and p < n:
+            h = data[p]
             p += 1
-            if b == 0xFF:
-                if p == n:  # a marker before nothing is a format error (RFC 7252 3)
-                    raise CoAPError("payload marker without payload")
+            if h == 0xFF:
+                ok = p < n  # a marker before nothing is a format error (RFC 7252 3)
                 break
-            d, p = _nib(data, p, b >> 4)
-            ln, p = _nib(data, p, b & 15)
-            num += d
-            if p + ln > n or num > 0xFFFF:
-                raise CoAPError("truncated option")
-            m.options.append((num, bytes(data[p:p + ln])))
-            p += ln
+            d = h >> 4
+            for i in (0, 1):  # the delta, then the length: 13 and 14 take 1 and 2 more bytes
+                if d == 13:
+                    d = data[p] + 13
+                    p += 1
+                elif d == 14:
+                    d = (data[p] << 8 | data[p + 1]) + 269
+                    p += 2
+                elif d == 15:
+                    ok = False
+                if not i:
+                    num += d
+                    d = h & 15
+            ok = ok and p + d <= n and num <= 0xFFFF
+            m.options.append((num, bytes(data[p:p + d])))
+            p += d
     except IndexError:
-        raise CoAPError("truncated option")
+        ok = False
+    if not ok:
+        raise CoAPError("malformed message")
     m.payload = bytes(data[p:])
     return m
 
@@ -181,7 +174,7 @@ def _block(v):
     """(NUM, M, SZX) of a Block1/Block2 value (RFC 7959 2.2)."""
     v = int.from_bytes(v, "big") if len(v) <= 3 else -1
     if v < 0 or v & 7 == 7:  # SZX 7 is BERT (RFC 8323), for CoAP over TCP only
-        raise CoAPError("bad block option")
+        raise CoAPError("bad Block option")
     return v >> 4, v >> 3 & 1, v & 7
 
 
@@ -204,32 +197,22 @@ class Message:
                 return o[1]
         return None
 
-    def _uint_opt(self, number, default):
-        v = self.option(number)
-        return default if v is None else int.from_bytes(v, "big")
-
-    @property
-    def code_text(self):
-        return "%d.%02d" % (self.code >> 5, self.code & 31)
-
-    @property
-    def reason(self):
-        c = (self.code >> 5) - 2
-        d = (self.code & 31) - (c == 0)
-        r = _REASONS[c].split("|") if 0 <= c < 4 and d >= 0 else ()
-        return r[d] if d < len(r) else ""
-
-    @property
-    def content_format(self):
-        return self._uint_opt(_O_CONTENT_FORMAT, None)
-
-    @property
-    def max_age(self):
-        return self._uint_opt(_O_MAX_AGE, 60)  # RFC 7252 5.10.5: 60 s when absent
-
-    @property
-    def etag(self):
-        return self.option(_O_ETAG)
+    def __getattr__(self, name):
+        # code_text, reason, content_format, max_age (60 s when absent, RFC 7252 5.10.5), etag
+        c = self.code
+        if name == "code_text":
+            return "%d.%02d" % (c >> 5, c & 31)
+        if name == "reason":
+            c = (c >> 5) - 2
+            d = (self.code & 31) - (c == 0)
+            r = _REASONS[c].split("|") if 0 <= c < 4 and d >= 0 else ()
+            return r[d] if d < len(r) else ""
+        if name == "etag":
+            return self.option(_O_ETAG)
+        if name == "content_format" or name == "max_age":
+            v = self.option(_O_CONTENT_FORMAT if name[0] == "c" else _O_MAX_AGE)
+            return (None if name[0] == "c" else 60) if v is None else int.from_bytes(v, "big")
+        raise AttributeError(name)
 
     def __str__(self):
         r = self.reason
@@ -248,12 +231,11 @@ class Exchange:
         self._cc = cc
         self._code = code
         self._opts = opts  # the request's options but block-wise ones
-        self._payload = payload
-        self._con = con
+        self._payload = payload  # what is left to send: b"" once an upload is over
+        self._type = CON if con else NON
         self._deadline = now + timeout_ms
         self.done = False
         self._out = []
-        self._fresh = None
         self._result = None
         self._szx2 = szx  # Block2 size we ask for (None: the server's)
         self._num2 = 0
@@ -261,9 +243,10 @@ class Exchange:
         self._etag = None
         self._szx1 = szx
         self._num1 = None  # Block1 block under way; None: no upload (or it is over)
-        self._blocks1 = False  # the payload went block-wise
         self._new(now)
-        budget = cc._budget()
+        # the largest CoAP message one record carries (the DTLS MTU less the record overhead)
+        conn = getattr(cc._dtls, "conn", None)
+        budget = _DEFAULT_MESSAGE if conn is None else conn.max_data_size
         if szx is not None and len(payload) > 16 << szx or len(self._msg) > budget:
             # the largest block that fits a message with these options (Block2 if asked
             # included), Block1 (at most 5 bytes) and Size1 (2 + its value) (RFC 7959 4)
@@ -273,10 +256,9 @@ class Exchange:
             while szx >= 0 and 16 << szx > room:
                 szx -= 1
             if szx < 0:
-                raise UsageError("the options leave no room for a payload block")
+                raise UsageError("options too long")
             self._szx1 = szx
             self._num1 = 0
-            self._blocks1 = True
             self._build()  # the same MID and token: the first message never went out
 
     def _new(self, now):
@@ -288,29 +270,25 @@ class Exchange:
         self._build()
         self._tries = 0
         self._next = None
-        if self._con:
-            self._rto = cc._initial_timeout()
+        if self._type == CON:
+            r = cc._rng(2)  # the first timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * factor]
+            self._rto = cc.ack_timeout_ms + cc._spread * (r[0] << 8 | r[1]) // 0xFFFF
             self._next = now + self._rto
         cc.sent += 1
 
     def _build(self):
         opts = self._opts
         payload = self._payload
+        n1 = self._num1
         more = 0
-        if self._num1 is not None:  # a Block1 request (RFC 7959 2.5)
+        if n1 is not None:  # a Block1 request (RFC 7959 2.5), Size1 (the total) on the first
             s = 16 << self._szx1
-            off = self._num1 * s
-            more = 8 if off + s < len(payload) else 0
-            opts = opts + [(_O_BLOCK1, self._num1 << 4 | more | self._szx1)]
-            if not off:
-                opts.append((_O_SIZE1, len(payload)))  # the total, so the server can refuse early
-            payload = payload[off:off + s]
-        elif self._body is not None and (self._code != 5 or self._blocks1):
-            payload = b""  # Block2 follow-ups carry no payload but FETCH's (RFC 8132 2.3.2)
+            more = 8 if (n1 + 1) * s < len(payload) else 0
+            opts = opts + [(_O_BLOCK1, n1 << 4 | more | self._szx1)] + ([] if n1 else [(_O_SIZE1, len(payload))])
+            payload = payload[n1 * s:(n1 + 1) * s]
         if self._szx2 is not None and not more:  # Block2 early, or the block wanted (RFC 7959 2.4)
             opts = opts + [(_O_BLOCK2, self._num2 << 4 | self._szx2)]
-        self._msg = self._fresh = encode(CON if self._con else NON, self._code, self._mid, self._token,
-                                         opts, payload)
+        self._msg = self._fresh = encode(self._type, self._code, self._mid, self._token, opts, payload)
 
     def take(self):
         """(messages to send now, the new message to send last or None)."""
@@ -365,42 +343,30 @@ class Exchange:
                 cc.ignored += 1  # a late ACK or RST of an earlier message
                 return
             if t == RST:
-                self._finish(CoAPReset("the server reset the request (RST)"))
+                self._finish(CoAPReset("reset by the server (RST)"))
                 return
             self._next = None  # ACKed: no more retransmissions, wait for the response
             if not m.code:
                 return  # empty: a separate response follows
-        elif m.code >> 5 >= 2 and mine:  # a separate response (RFC 7252 5.2.2)
-            if t == CON:
-                self._ack(m.mid, True)
-            self._next = None
         else:
-            # Not our response. A CON that duplicates a separate response we ACKed (our ACK
-            # was lost) gets its ACK again (4.5); any other CON a Reset (4.2): it stops the
-            # server retransmitting what nobody waits for. A NON needs no word (4.3).
+            ours = m.code >> 5 >= 2 and mine  # a separate response (RFC 7252 5.2.2)
             if t == CON:
-                self._ack(m.mid, False)
-            else:
+                # Ours gets an ACK, and so does a duplicate of one we ACKed (our ACK was lost,
+                # 4.5); any other CON a Reset (4.2): it stops the server retransmitting what
+                # nobody waits for. A NON that is not ours needs no word (4.3).
+                a = cc._acked
+                self._out.append(encode(ACK if ours or m.mid in a else RST, 0, m.mid))
+                cc.sent += 1
+                if ours:
+                    cc._acked = a[-3:] + [m.mid]
+            if not ours:
                 cc.ignored += 1
-            return
+                return
+            self._next = None
         try:
             self._response(m, now)
         except CoAPError as e:
             self._finish(e)
-
-    def _ack(self, mid, ours):
-        cc = self._cc
-        a = cc._acked
-        if ours or mid in a:
-            self._out.append(encode(ACK, 0, mid))
-            if ours:
-                if len(a) > 3:
-                    a.pop(0)
-                a.append(mid)
-        else:
-            self._out.append(encode(RST, 0, mid))
-            cc.ignored += 1
-        cc.sent += 1
 
     def _response(self, m, now):
         cc = self._cc
@@ -409,10 +375,7 @@ class Exchange:
             s = 16 << self._szx1
             self._num1 = None
             if (n1 + 1) * s < len(self._payload) and m.code >> 5 == 2:  # not the last block
-                b1 = m.option(_O_BLOCK1)
-                if b1 is None:
-                    raise CoAPError("no Block1 in 2.xx")
-                num, more, szx = _block(b1)
+                num, more, szx = _block(m.option(_O_BLOCK1) or b"\x07")  # none: a bad one
                 if num != n1:
                     raise CoAPError("Block1 mismatch")
                 if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)
@@ -422,11 +385,11 @@ class Exchange:
                     self._num1 = n1 + 1
                 self._new(now)
                 return
-            # else the last block's response, or an error, is the response
+            self._payload = b""  # the last block's response, or an error, is the response
         b2 = m.option(_O_BLOCK2)
         body = self._body
-        size2 = m.option(_O_SIZE2)
-        if len(m.payload) + (len(body) if body else 0) > cc.max_size or size2 and int.from_bytes(size2, "big") > cc.max_size:
+        size2 = int.from_bytes(m.option(_O_SIZE2) or b"", "big")  # the whole, announced
+        if len(m.payload) + (len(body) if body else 0) > cc.max_size or size2 > cc.max_size:
             raise CoAPError("reply over max_size")
         if b2 is None:
             if body is not None:
@@ -439,7 +402,7 @@ class Exchange:
             body = self._body = bytearray()
             self._etag = m.etag
         if num * s != len(body) or more and len(m.payload) != s or m.etag != self._etag:
-            raise CoAPError("Block2 mismatch (NUM, size or ETag)")
+            raise CoAPError("Block2 NUM, size or ETag mismatch")
         body.extend(m.payload)
         if not more:
             m.payload = bytes(body)
@@ -447,6 +410,8 @@ class Exchange:
             return
         if self._szx2 is None or szx < self._szx2:
             self._szx2 = szx
+        if self._code != 5:
+            self._payload = b""  # Block2 follow-ups carry no payload but FETCH's (RFC 8132 2.3.2)
         self._num2 = len(body) >> (self._szx2 + 4)
         self._new(now)
 
@@ -466,8 +431,8 @@ class Client:
         _check("ack_timeout_ms", ack_timeout_ms, 1)
         _check("max_retransmit", max_retransmit, 0)
         _check("max_size", max_size, 16)
-        if not isinstance(ack_random_factor, (int, float)) or not 1 <= ack_random_factor <= 16:
-            raise UsageError("ack_random_factor must be a number in 1..16")
+        if not ack_random_factor >= 1:
+            raise UsageError("ack_random_factor must be >= 1")
         self._dtls = dtls
         if rng is None:
             import os
@@ -486,15 +451,6 @@ class Client:
         self.retransmissions = 0
         self.malformed = 0  # datagrams that were not CoAP, dropped
         self.ignored = 0  # well-formed messages that were no answer to the request under way
-
-    def _initial_timeout(self):
-        r = self._rng(2)
-        return self.ack_timeout_ms + self._spread * (r[0] << 8 | r[1]) // 0xFFFF
-
-    def _budget(self):
-        """The largest CoAP message one record carries (DTLS MTU less the record overhead)."""
-        conn = getattr(self._dtls, "conn", None)
-        return conn.max_data_size if conn is not None else _DEFAULT_MESSAGE
 
     def request(self, method, path, payload=None, query=None, content_format=None, accept=None,
                 etag=None, confirmable=True, timeout_ms=TIMEOUT_MS, block_size=None, options=None):
@@ -532,35 +488,31 @@ class Client:
             raise UsageError("bad method %r, path, query, etag, block_size or options" % (method,))
         return self._run(Exchange(self, code, opts, bytes(payload), confirmable, timeout_ms, szx, self._clock()))
 
-    def _wait(self, ex):
-        """ms until the exchange's timer (0: due now)."""
-        w = ex.timer() - self._clock()
-        return w if w > 0 else 0
-
-    def _feed(self, ex, data):
+    def _step(self, ex, data):
+        """Feed the exchange what a wait gave (None: nothing); the ms until its timer."""
         if data == b"":
-            raise ConnectionClosed("the DTLS server closed the connection")
+            raise ConnectionClosed("DTLS closed")
         now = self._clock()
         if data is not None:
             ex.receive(data, now)
         ex.handle_timer(now)
+        w = ex.timer() - now
+        return w if w > 0 else 0
 
     def _run(self, ex):
         # A new message's first transmission goes through dtls.request(): on a continued
         # connection its server may have forgotten, that resumes or handshakes and sends the
         # same bytes again. Retransmissions, ACKs and RSTs are plain sends; waits are recv().
         d = self._dtls
+        data = None
         while True:
+            w = self._step(ex, data)
             out, new = ex.take()
             for m in out:
                 d.send(m)
             if ex.done:
                 return ex.result()
-            w = self._wait(ex)
-            if new is not None:
-                self._feed(ex, d.request(new, w or 1))
-            else:
-                self._feed(ex, d.recv(w) if w else None)
+            data = d.request(new, w or 1) if new else d.recv(w) if w else None
 
 
 def _method(name, body):
@@ -588,14 +540,12 @@ class AsyncClient(Client):
 
     async def _run(self, ex):
         d = self._dtls
+        data = None
         while True:
+            w = self._step(ex, data)
             out, new = ex.take()
             for m in out:
                 await d.send(m)
             if ex.done:
                 return ex.result()
-            w = self._wait(ex)
-            if new is not None:
-                self._feed(ex, await d.request(new, w or 1))
-            else:
-                self._feed(ex, (await d.recv(w)) if w else None)
+            data = (await d.request(new, w or 1)) if new else (await d.recv(w)) if w else None
