@@ -375,7 +375,12 @@ class Exchange:
             s = 16 << self._szx1
             self._num1 = None
             if (n1 + 1) * s < len(self._payload) and m.code >> 5 == 2:  # not the last block
-                num, more, szx = _block(m.option(_O_BLOCK1) or b"\x07")  # none: a bad one
+                b1 = m.option(_O_BLOCK1)
+                num, szx = n1, self._szx1
+                if b1 is not None:
+                    num, more, szx = _block(b1)
+                elif m.code != 0x5F:  # a 2.xx says which block it acks (RFC 7959 2.3); a 2.31
+                    num = -1  # without Block1 (libcoap 4.3's coap-server) acks this one
                 if num != n1:
                     raise CoAPError("Block1 mismatch")
                 if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)

@@ -1,7 +1,17 @@
 # A fake DTLS client for the CoAP tests (both runtimes): fake time in ms, the counter of
 # reserve_counter(), and a scripted CoAP server called with every message the client sends.
-# Nothing here is encrypted: it stands for DTLSClient's request/send/recv surface only.
+# Nothing there is encrypted: Link stands for DTLSClient's request/send/recv surface only.
+# Server is the real thing's counterpart: fakeserver.FakeServer (DTLS) behind loopback UDP in
+# a thread, the same scripted CoAP servers inside its records.
+import os
+import socket
+import time
+
+import _thread
+
 from dtls_lite import coap
+from dtls_lite import record as rl
+from fakeserver import FakeServer
 
 ACK, CON, NON, RST = coap.ACK, coap.CON, coap.NON, coap.RST
 
@@ -133,11 +143,12 @@ class Block1Server:
     """Takes a block-wise upload (2.31 Continue per block, 2.04 at the end); ask_szx: the
     block size it asks for in its 2.31 (RFC 7959 2.5), if smaller."""
 
-    def __init__(self, ask_szx=None, final=0x44):
+    def __init__(self, ask_szx=None, final=0x44, bare=False):
         self.body = bytearray()
         self.blocks = []  # (num, more, szx, len(payload)) as they arrived
         self.ask_szx = ask_szx
         self.final = final
+        self.bare = bare  # 2.31 without Block1 after the first block (libcoap 4.3's coap-server)
 
     def __call__(self, link, m):
         if m.type >= ACK:
@@ -152,6 +163,91 @@ class Block1Server:
         if more:
             if self.ask_szx is not None and self.ask_szx < szx:
                 szx = self.ask_szx
-            answer(link, m, 0x5F, [(27, block(num, 1, szx))])
+            answer(link, m, 0x5F, [] if self.bare and num else [(27, block(num, 1, szx))])
         else:
             answer(link, m, self.final, [(27, block(num, 0, szx))], b"stored")
+
+
+class Replies:
+    """The servers above answer through link.reply(); Server collects the answers here."""
+
+    def __init__(self):
+        self.out = []
+
+    def reply(self, data, delay_ms=0):
+        self.out.append(data)
+
+
+def _sleep_ms(ms):
+    try:
+        time.sleep_ms(ms)
+    except AttributeError:
+        time.sleep(ms / 1000)
+
+
+def bound():
+    """A UDP socket bound to a free loopback port, and the port (MicroPython has no
+    getsockname(): try random ones)."""
+    for _ in range(50):
+        b = os.urandom(2)
+        port = 20000 + ((b[0] << 8) | b[1]) % 30000
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            return s, port
+        except OSError:
+            s.close()
+    raise AssertionError("no free port")
+
+
+class Server:
+    """FakeServer over loopback UDP in a thread; handler(replies, message) answers each CoAP
+    message the client sends (drop_app: lose the next so many first). restart() forgets every
+    connection and session (a server process restarted)."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.sock, self.port = bound()
+        self.sock.settimeout(0.02)
+        self.restart()
+        self.drop_app = 0
+        self.app_data = []  # every CoAP message that arrived, as bytes
+        self.done = self.stopped = False
+        _thread.start_new_thread(self._serve, ())
+
+    def restart(self):
+        self.srv = FakeServer(cookie=b"", session_id=os.urandom(32))
+
+    def _serve(self):
+        try:
+            while not self.done:
+                try:
+                    data, addr = self.sock.recvfrom(2048)
+                except OSError:
+                    continue
+                srv = self.srv
+                n = len(srv.received)
+                answer = srv.handle(data)
+                out = [b"".join(answer)] if answer else []
+                for ctype, plain in srv.received[n:]:
+                    if ctype != rl.CT_APPLICATION_DATA:
+                        continue
+                    self.app_data.append(plain)
+                    if self.drop_app:
+                        self.drop_app -= 1
+                        continue
+                    r = Replies()
+                    self.handler(r, coap.decode(plain))
+                    out += [srv.app(d) for d in r.out]
+                for d in out:
+                    self.sock.sendto(d, addr)
+        finally:
+            self.stopped = True
+
+    def close(self):
+        self.done = True
+        for _ in range(100):
+            if self.stopped:
+                break
+            _sleep_ms(10)
+        self.sock.close()
