@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# PYTHON: the interpreter of the aiocoap/tinydtls server's own venv (.peers/coapvenv)
 peers:
-	bash tools/install_peers.sh
+	PYTHON=$(PYTHON) bash tools/install_peers.sh
 
 # Only the 32-bit MicroPython 1.25 unix port (`make peers` builds it too).
 mp32:

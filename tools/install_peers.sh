@@ -5,9 +5,15 @@
 #   - Mbed TLS 3.6 `ssl_server2`/`ssl_client2` (with DTLS Connection ID, RFC 9146), built from
 #     Debian 13 (trixie)'s source package, because Debian 12 only ships Mbed TLS 2.28.
 #   - a 32-bit MicroPython 1.25 unix port (.peers/bin/micropython32), tools/build_mp32.sh.
+#   - aiocoap's CoAP server over tinydtls (tools/coap_server.py): PyPI aiocoap and DTLSSocket
+#     (which builds tinydtls from source: apt autoconf, automake, libtool, python3-dev), pinned
+#     in tools/coap-server-requirements.txt, in a venv of its own, .peers/coapvenv: its build
+#     tools (Cython, setuptools) and aiocoap stay out of the project's .venv, and `make
+#     distclean` removes it with the other peers.
 #
 # Idempotent: installs only missing packages, and skips the Mbed TLS build when
-# .peers/mbedtls/bin/ssl_server2 already exists and runs. Binaries end up in .peers/bin/.
+# .peers/mbedtls/bin/ssl_server2 already exists and runs (the CoAP venv when it imports and was
+# made from the current requirements files). Binaries end up in .peers/bin/.
 # The Debian mirror is read from this machine's own apt configuration, never hard-coded.
 # Usage: tools/install_peers.sh   (as root, or as a user with sudo)
 set -euo pipefail
@@ -32,7 +38,8 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script suppor
 # ---- 1. apt packages ------------------------------------------------------------------------
 PKGS=(openssl gnutls-bin cmake gcc make libc6-dev dpkg-dev xz-utils python3 ca-certificates
       golang-go golang-github-pion-dtls.v2-dev libcoap3-bin tcpdump tshark
-      gcc-multilib)  # gcc-multilib: the 32-bit MicroPython (tools/build_mp32.sh)
+      gcc-multilib   # gcc-multilib: the 32-bit MicroPython (tools/build_mp32.sh)
+      autoconf automake libtool python3-dev python3-venv)  # DTLSSocket's tinydtls build (.peers/coapvenv)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -47,7 +54,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
     log "apt packages already installed: ${PKGS[*]}"
 fi
-for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source go coap-server-openssl coap-server-gnutls tcpdump tshark; do
+for c in openssl gnutls-serv gnutls-cli cmake gcc make dpkg-source go coap-server-openssl coap-server-gnutls tcpdump tshark \
+         autoconf automake libtoolize; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' still missing after apt-get install"
 done
 
@@ -127,4 +135,47 @@ fi
 MP32_MIRROR="${MP32_MIRROR:-$(debian_mirror || true)}" bash "$ROOT/tools/build_mp32.sh" \
     || die "building the 32-bit MicroPython failed"
 
-log "done: $(openssl version | cut -d' ' -f1-2), $(gnutls-serv --version 2>/dev/null | head -n1), $(cat "$MBED/VERSION"), pion/dtls $(dpkg-query -W -f='${Version}' golang-github-pion-dtls.v2-dev), libcoap $(dpkg-query -W -f='${Version}' libcoap3-bin)"
+# aiocoap + tinydtls (tools/coap_server.py) in .peers/coapvenv, from the pinned requirements.
+COAP_VENV="$PEERS/coapvenv"
+COAP_REQ="$ROOT/tools/coap-server-requirements.txt"
+COAP_BUILD_REQ="$ROOT/tools/coap-server-build-requirements.txt"
+COAP_PYTHON="${PYTHON:-python3}"
+coap_stamp() { cat "$COAP_BUILD_REQ" "$COAP_REQ" | sha256sum | cut -d' ' -f1; }
+coap_ok() {
+    # the venv imports the pinned versions and tinydtls makes a context; made from these files
+    [ -x "$COAP_VENV/bin/python" ] && [ "$(cat "$COAP_VENV/.dtls-lite-stamp" 2>/dev/null)" = "$(coap_stamp)" ] \
+        || return 1
+    "$COAP_VENV/bin/python" - "$COAP_REQ" >/dev/null 2>&1 <<'PY' || return 1
+import sys
+from importlib.metadata import version
+import aiocoap.transports.tinydtls_server  # noqa: F401
+from DTLSSocket import dtls
+for line in open(sys.argv[1]):
+    if "==" in line and not line.startswith("#"):
+        name, pin = line.split("==")
+        assert version(name.strip()) == pin.strip(), (name, version(name.strip()), pin)
+dtls.DTLS(pskId=b"Client_identity", pskStore={b"Client_identity": b"secretPSK"})
+PY
+}
+build_coap_venv() {
+    local logf
+    logf="$(mktemp "${TMPDIR:-/tmp}/dtls-lite-coapvenv.XXXXXX")"
+    log "building the aiocoap/tinydtls venv ($COAP_VENV; DTLSSocket compiles tinydtls)"
+    rm -rf "$COAP_VENV"
+    "$COAP_PYTHON" -m venv "$COAP_VENV" >"$logf" 2>&1 \
+        || { cat "$logf" >&2; die "$COAP_PYTHON -m venv $COAP_VENV failed (python3-venv?)"; }
+    { "$COAP_VENV/bin/python" -m pip install --no-input -r "$COAP_BUILD_REQ" \
+        && "$COAP_VENV/bin/python" -m pip install --no-input --no-build-isolation -r "$COAP_REQ"; } >>"$logf" 2>&1 \
+        || { tail -n 60 "$logf" >&2; rm -rf "$COAP_VENV"; \
+             die "installing aiocoap and DTLSSocket (tinydtls) failed; the whole log: $logf"; }
+    coap_stamp > "$COAP_VENV/.dtls-lite-stamp"
+    rm -f "$logf"
+}
+if coap_ok; then
+    log "aiocoap/tinydtls venv already built"
+else
+    build_coap_venv
+    coap_ok || die "the aiocoap/tinydtls venv was built but does not import (DTLSSocket's tinydtls?)"
+fi
+
+log "done: $(openssl version | cut -d' ' -f1-2), $(gnutls-serv --version 2>/dev/null | head -n1), $(cat "$MBED/VERSION"), pion/dtls $(dpkg-query -W -f='${Version}' golang-github-pion-dtls.v2-dev), libcoap $(dpkg-query -W -f='${Version}' libcoap3-bin), $(grep -v '^#' "$COAP_REQ" | tr '\n' ' ')(tinydtls)"
