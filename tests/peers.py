@@ -481,6 +481,45 @@ def coap_server(backend="openssl", psk_hex=PSK_HEX, identity=IDENTITY, host="127
         yield srv
 
 
+COAP_VENV_PYTHON = os.path.join(ROOT, ".peers", "coapvenv", "bin", "python")
+COAP_SERVER_SCRIPT = os.path.join(ROOT, "tools", "coap_server.py")
+
+
+@contextlib.contextmanager
+def aiocoap_server(psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1", dedup=True, big=None,
+                   extra=()):
+    """aiocoap 0.4.17 over tinydtls (`tinydtls_server` transport; DTLSSocket 0.2.3 builds
+    tinydtls 0.8.6), tools/coap_server.py run by .peers/coapvenv's python (`make peers`).
+    A CoAP server (coaps) on .port, the one socket it binds (the script hands aiocoap .port - 1:
+    the transport adds 1). Resources: POST /echo (2.05, the payload back), PUT/GET /store,
+    GET /big (3000 bytes unless `big`: Block2), GET /count (requests handled so far).
+
+    Message deduplication (RFC 7252 4.5) stays on (`dedup=False` turns it off): the same
+    message ID from the same address and port, within EXCHANGE_LIFETIME (247 s), gets the
+    cached answer, even after a new full handshake from that address.
+    tinydtls (measured): PSK suites CCM_8 and CCM only (GCM, CBC: handshake_failure), always a
+    HelloVerifyRequest, requires extended master secret and renegotiation_info, an empty
+    session ID (no resumption: a resumption offer gets a full handshake), no CID.
+    output() logs "request POST /echo mid=N token=HEX from HOST:PORT len=N payload=..." per
+    request the resources handled (a deduplicated one prints nothing).
+    """
+    if not os.access(COAP_VENV_PYTHON, os.X_OK):
+        raise PeerUnavailable("the aiocoap/tinydtls server's venv is missing (%s): %s"
+                              % (COAP_VENV_PYTHON, INSTALL_HINT))
+
+    def argv(port):
+        a = [COAP_VENV_PYTHON, COAP_SERVER_SCRIPT, str(port), "--host", host, "--psk", psk_hex,
+             "--identity", identity]
+        if not dedup:
+            a.append("--no-dedup")
+        if big is not None:
+            a += ["--big", str(big)]
+        return a + list(extra)
+
+    with _serve("aiocoap", host, psk_hex, identity, argv, ready_text="coap_server: ready on") as srv:
+        yield srv
+
+
 SERVERS = {"openssl": openssl_server, "gnutls": gnutls_server, "mbedtls": mbedtls_server,
            "pion": pion_server}
 
