@@ -1,17 +1,25 @@
-# A small CoAP client (RFC 7252) over a dtls-lite client: requests with Uri-Path/Query and a few
-# other options, CON with retransmission (4.8) or NON, piggybacked and separate responses,
-# block-wise transfers both ways (RFC 7959). One sans-I/O Exchange runs a request (feed it
-# datagrams and timer expiries with an int now_ms; it says what to send and when it is done);
-# Client (blocking, DTLSClient) and AsyncClient (aio.AsyncDTLSClient) only move its bytes.
+# A small CoAP client (RFC 7252) over a dtls-lite client: GET/POST/PUT/DELETE/FETCH with
+# Uri-Path/Query, Content-Format, Accept, ETag and any other option given as bytes; CON with
+# retransmission (4.8) or NON; piggybacked and separate responses (5.2); block-wise transfers
+# both ways (RFC 7959). One sans-I/O Exchange runs a request (feed it datagrams and timer
+# expiries with an int now_ms; it says what to send and when it is done); Client (blocking,
+# over DTLSClient) and AsyncClient (over aio.AsyncDTLSClient) only move its bytes and wait.
 #
 # Never: a server role, Observe, proxying, multicast, CoAP over plain UDP or TCP, percent-
-# decoding of paths, a cache. It never imports dtls_lite.aio and client.py never imports it.
+# decoding of paths, a cache, two requests at once. It never imports dtls_lite.aio, and
+# client.py never imports it.
 #
-# MIDs and tokens: one value of the DTLS client's persisted counter (reserve_counter) per
-# message we originate: MID = its low 16 bits, token = its 4 bytes. Tokens need only be unique
-# per exchange (RFC 7252 5.3.1): the DTLS channel already authenticates every datagram, so
-# they need no randomness against spoofing (RFC 7252 9.1); the counter survives deep sleep, so
-# a late response to a request of an earlier wake never matches a new one.
+# MIDs and tokens: one value of the DTLS client's persisted counter (reserve_counter()) per
+# message we originate, block-wise follow-ups included: MID = its low 16 bits, token = its 4
+# bytes. Tokens need only be unique per exchange (RFC 7252 5.3.1): the DTLS channel already
+# authenticates every datagram, so they need no randomness against spoofing (9.1, 5.3.1's
+# "at least 32 bits of randomness" guards plain UDP); the counter survives deep sleep, so a
+# late response to a request of an earlier wake never matches a new one. ACKs and RSTs reuse
+# the server's MID.
+#
+# Bounds: timeout_ms bounds a whole request (every block; a DTLS fallback handshake inside
+# dtls.request() adds its own time); a reply larger than max_size is refused (CoAPError) before
+# it is kept. Malformed datagrams are dropped and counted (malformed), never raised.
 from dtls_lite.compat import const
 from dtls_lite.errors import DTLSError, UsageError, ConnectionClosed
 
@@ -429,7 +437,11 @@ class Client:
     cc = Client(dtls); r = cc.get("/sensors/t"); print(r, r.payload)
     rng(n) gives the random part of the first ACK timeout (os.urandom by default); clock() the
     time in ms (a dtls_lite.client.Clock by default). The RFC 7252 4.8 parameters are
-    overridable for lossy links and tests."""
+    overridable for lossy links and tests. A payload that does not fit one record (the DTLS
+    client's conn.max_data_size, 1152 bytes without one: RFC 7252 4.6) goes block-wise, in
+    the largest power-of-two block (1024 at most) that fits with the options; block_size=
+    fixes the block size both ways. Counters: sent (messages, retransmissions, ACKs and RSTs
+    included), retransmissions, malformed (datagrams dropped), ignored (not our answer)."""
 
     def __init__(self, dtls, rng=None, ack_timeout_ms=ACK_TIMEOUT_MS, ack_random_factor=ACK_RANDOM_FACTOR,
                  max_retransmit=MAX_RETRANSMIT, max_size=MAX_SIZE, clock=None):
@@ -459,7 +471,9 @@ class Client:
 
     def request(self, method, path, payload=None, query=None, content_format=None, accept=None,
                 etag=None, confirmable=True, timeout_ms=TIMEOUT_MS, block_size=None, options=None):
-        """Send a request, return its response (Message); CoAPTimeout, CoAPReset, CoAPError."""
+        """Send a request; its response (a Message: for a block-wise reply, the last block's
+        header and options and the whole payload), whatever its code. Raises CoAPTimeout,
+        CoAPReset, CoAPError (the server broke the protocol), ConnectionClosed, UsageError."""
         if payload is None:
             payload = b""
         elif isinstance(payload, str):

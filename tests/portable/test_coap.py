@@ -304,6 +304,34 @@ def test_server_closing_the_dtls_connection():
     both(_closed)
 
 
+def _non_request_con_response(aio):
+    def server(link, m):  # a NON request answered by a separate CON response: we ACK it
+        link.reply(coap.encode(CON, 0x45, 0x0400, m.token, [], b"con"), 300)
+
+    c = Case(aio, server)
+    r = c.call("get", "/n", confirmable=False)
+    assert r.payload == b"con" and [(m.type, m.mid) for m in c.link.messages()] == [(NON, 0xABCD), (ACK, 0x0400)]
+
+
+def test_non_request_gets_con_response_and_acks_it():
+    both(_non_request_con_response)
+
+
+def _ping(aio):
+    def server(link, m):  # the server pings us (an Empty CON) before answering
+        if m.type == CON:
+            link.reply(coap.encode(CON, 0, 0x0500), 10)
+            answer(link, m, 0x45, [], b"pong", 20)
+
+    c = Case(aio, server)
+    assert c.call("get", "/").payload == b"pong"
+    assert [(m.type, m.mid) for m in c.link.messages()[1:]] == [(RST, 0x0500)]  # RFC 7252 4.3
+
+
+def test_empty_con_from_the_server_gets_a_reset():
+    both(_ping)
+
+
 # ---- retransmission (RFC 7252 4.8) -------------------------------------------------------------
 
 def _retransmission(aio):
@@ -421,6 +449,49 @@ def _block2_errors(aio):
         answer(link, m, 0x45, [(23, block(0, 1, 7))], BODY[:64])
 
     raises(coap.CoAPError, Case(aio, bert).call, "get", "/x")
+
+
+def _block2_server_shrinks(aio):
+    body = BODY[:200]
+
+    def server(link, m):  # 64-byte blocks first, then 32-byte ones (RFC 7959 2.4: its choice)
+        num = 0 if m.option(23) is None else block_of(m.option(23))[0]
+        szx = 2 if num == 0 else 1
+        if num:
+            num = num * 2  # the client asked for NUM in 64s: the same offset in 32s
+        s = 16 << szx
+        more = (num + 1) * s < len(body)
+        answer(link, m, 0x45, [(23, block(num, more, szx))], body[num * s:(num + 1) * s])
+        if num:
+            link.server = block2_server(body, 1)  # then it goes on in 32s as asked
+
+    c = Case(aio, server)
+    r = c.call("get", "/shrink")
+    assert r.payload == body
+    assert [block_of(m.option(23)) for m in c.link.messages()[1:]] == [(1, 0, 2), (3, 0, 1), (4, 0, 1),
+                                                                       (5, 0, 1), (6, 0, 1)]
+
+
+def test_block2_server_changes_to_smaller_blocks():
+    both(_block2_server_shrinks)
+
+
+def _block2_interrupted(aio):
+    def silent_after_first(link, m):
+        if m.option(23) is None:
+            answer(link, m, 0x45, [(23, block(0, 1, 2))], BODY[:64])
+        elif block_of(m.option(23))[0] == 1:
+            link.reply(coap.encode(RST, 0, m.mid), 5)
+
+    c = Case(aio, silent_after_first)
+    raises(coap.CoAPReset, c.call, "get", "/x")
+    c = Case(aio, lambda link, m: None if m.option(23) else answer(link, m, 0x45, [(23, block(0, 1, 2))], BODY[:64]))
+    raises(coap.CoAPTimeout, c.call, "get", "/x", timeout_ms=5000)
+    assert c.link.now == 5000  # the whole transfer is bounded by timeout_ms
+
+
+def test_block2_reset_or_silence_midway():
+    both(_block2_interrupted)
 
 
 def test_block2_bounds_and_mismatches():
