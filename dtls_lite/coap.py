@@ -484,12 +484,15 @@ class Client:
         try:
             code = _METHODS.index(method.upper()) + 1
             szx = None if block_size is None else _SIZES.index(block_size)
-            i = path.find("?")
-            if i >= 0:  # "/path?a=1&b"
-                query = path[i + 1:]
-                path = path[:i]
-            path = path[1:] if path[:1] == "/" else path
-            opts = [(_O_URI_PATH, s) for s in path.split("/")] if path else []
+            if isinstance(path, (list, tuple)):  # segments as they are (may hold "/" or "?")
+                opts = [(_O_URI_PATH, s) for s in path]
+            else:  # "/a/b?x=1&y": split at "?", "&" and "/"; "/" alone is no Uri-Path (6.5)
+                i = path.find("?")
+                if i >= 0:
+                    query = path[i + 1:]
+                    path = path[:i]
+                path = path[1:] if path[:1] == "/" else path
+                opts = [(_O_URI_PATH, s) for s in path.split("/")] if path else []
             if isinstance(query, str):
                 query = query.split("&")
             opts += [(_O_URI_QUERY, s) for s in query or ()]
@@ -521,7 +524,9 @@ class Client:
     def _run(self, ex):
         # A new message's first transmission goes through dtls.request(): on a continued
         # connection its server may have forgotten, that resumes or handshakes and sends the
-        # same bytes again. Retransmissions, ACKs and RSTs are plain sends; waits are recv().
+        # same bytes again. Retransmissions, ACKs and RSTs are plain sends (request() would
+        # take the answer to an earlier copy as an RTT sample of this one: Karn's rule);
+        # the waits are recv().
         d = self._dtls
         data = None
         while True:

@@ -167,10 +167,12 @@ def _methods_and_payloads(aio):
     assert ms[1].options[:3] == [(11, b"a"), (11, b"b"), (11, b"")]  # "a/b/": a trailing empty segment
     assert [o for o in ms[2].options if o[0] == 11] == []  # "/": no Uri-Path at all
     assert ms[3].options == [(11, b"q"), (12, b"\x3c"), (15, b"k=v")]
+    c.call("get", ["a/b", "c?d", ""], query=["x=1"])  # segments as they are
+    assert c.link.messages()[-1].options == [(11, b"a/b"), (11, b"c?d"), (11, b""), (15, b"x=1")]
     r = c.call("request", "iPatch", "/p", b"d", confirmable=False)  # names in any case
     m = c.link.messages()[-1]
     assert (m.code, m.type, r.type) == (7, NON, NON)
-    assert c.link.reserved == [0x1234ABCD + i for i in range(5)]  # one value per message
+    assert c.link.reserved == [0x1234ABCD + i for i in range(6)]  # one value per message
 
 
 def test_methods_paths_and_payloads():
