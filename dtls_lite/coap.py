@@ -510,6 +510,22 @@ class Client:
             raise UsageError("bad method %r, path, query, etag, block_size or options" % (method,))
         return self._run(Exchange(self, code, opts, bytes(payload), confirmable, timeout_ms, szx, self._clock()))
 
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, payload, **kw):
+        return self.request("POST", path, payload, **kw)
+
+    def put(self, path, payload, **kw):
+        return self.request("PUT", path, payload, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def fetch(self, path, payload, **kw):
+        return self.request("FETCH", path, payload, **kw)
+
+
     def _step(self, ex, data):
         """Feed the exchange what a wait gave (None: nothing); the ms until its timer."""
         if data == b"":
@@ -537,25 +553,6 @@ class Client:
             if ex.done:
                 return ex.result()
             data = d.request(new, w or 1) if new else d.recv(w) if w else None
-
-
-def _method(name, body):
-    # cc.get(path, **kw), cc.post(path, payload, **kw), ...: one function per shape, not per
-    # method (heap: five methods cost five functions of bytecode)
-    if body:
-        def f(self, path, payload, **kw):
-            return self.request(name, path, payload, **kw)
-    else:
-        def f(self, path, **kw):
-            return self.request(name, path, **kw)
-    return f
-
-
-Client.get = _method("GET", False)
-Client.post = _method("POST", True)
-Client.put = _method("PUT", True)
-Client.delete = _method("DELETE", False)
-Client.fetch = _method("FETCH", True)
 
 
 class AsyncClient(Client):
