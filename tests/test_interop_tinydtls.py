@@ -21,6 +21,7 @@ hand-made CON POST with the message ID the test gives; coap mode: dtls_lite.coap
 IDs from reserve_counter). A missing server or runtime FAILS the test; nothing is skipped.
 """
 import json
+import subprocess
 
 import pytest
 
@@ -133,6 +134,27 @@ def test_what_tinydtls_negotiates_on_the_wire():
     # no ServerKeyExchange (no identity hint): HelloVerifyRequest, ServerHello, ServerHelloDone
     assert [m[wire.MSG_TYPE] for m in down if m[wire.MSG_TYPE] != wire.HT_FINISHED][:3] == \
         [wire.HT_HELLO_VERIFY_REQUEST, wire.HT_SERVER_HELLO, wire.HT_SERVER_HELLO_DONE]
+
+
+GNUTLS_CCM = ("NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK:-CIPHER-ALL:+AES-128-CCM-8:+AES-128-CCM"
+              ":-MAC-ALL:+AEAD")
+
+
+@pytest.mark.parametrize("without,completes", [("", True), ("%NO_SESSION_HASH", False),
+                                               ("%DISABLE_SAFE_RENEGOTIATION", False)])
+def test_tinydtls_requires_ems_and_renegotiation_info(without, completes):
+    """The reference client gnutls-cli completes the handshake, but not without the extended
+    master secret (RFC 7627) nor without renegotiation_info (RFC 5746): tinydtls 0.8.6 requires
+    both (force_extended_master_secret, force_renegotiation_info)."""
+    priority = GNUTLS_CCM + (":" + without if without else "")
+    with peers.aiocoap_server() as srv:
+        p = subprocess.run([peers.find_binary("gnutls-cli"), "--udp", "--priority", priority,
+                            "--pskusername", srv.identity, "--pskkey", srv.psk_hex,
+                            "-p", str(srv.port), srv.host], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30)
+    out = p.stdout + p.stderr
+    assert ("Handshake was completed" in out) is completes, out
+    assert (p.returncode == 0) is completes, out
 
 
 # ---- wakes: each a new process with a state file -------------------------------------------
