@@ -498,8 +498,9 @@ def aiocoap_server(psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1", dedup=T
     message ID from the same address and port, within EXCHANGE_LIFETIME (247 s), gets the
     cached answer, even after a new full handshake from that address.
     tinydtls (measured): PSK suites CCM_8 and CCM only (GCM, CBC: handshake_failure), always a
-    HelloVerifyRequest, requires extended master secret and renegotiation_info, an empty
-    session ID (no resumption: a resumption offer gets a full handshake), no CID.
+    HelloVerifyRequest, requires extended master secret and renegotiation_info, sends an empty
+    session ID (nothing to resume: dtls-lite's forced resumption or new address is a full
+    handshake at once), negotiates no CID.
     output() logs "request POST /echo mid=N token=HEX from HOST:PORT len=N payload=..." per
     request the resources handled (a deduplicated one prints nothing).
     """
