@@ -9,7 +9,10 @@ every CoAP message it gets, with its message ID, token and payload):
 - with --state: runs that continue the connection (no handshake after the first) each get
   their own answer, because the message ID and token come from the counter saved with the
   state (a repeated message ID would be a duplicate: RFC 7252 4.5);
-- no response (exit 5), nothing listening on the default port (exit 6).
+- no response (exit 5), nothing listening on the default port (exit 6);
+- the same runs with --state against aiocoap over tinydtls (tests/peers.py aiocoap_server),
+  which deduplicates by message ID (RFC 7252 4.5): each run's POST /echo and PUT then GET
+  /store get their own answers, none is taken for a duplicate.
 """
 import contextlib
 import re
@@ -227,3 +230,35 @@ def test_default_port_5684_unreachable_exit_6():
     p = cli("coaps://127.0.0.1/time", "--psk", peers.PSK_HEX, "--timeout-ms", "200")
     assert p.returncode == 6, p.stderr
     assert "127.0.0.1 port 5684 is unreachable" in p.stderr, p.stderr
+
+
+# ---- against a deduplicating server (aiocoap over tinydtls) ----------------------------------
+
+def test_state_runs_against_a_deduplicating_server(tmp_path):
+    """aiocoap answers a repeated message ID from the same address with its cached response
+    for 247 s (RFC 7252 4.5), even across a new handshake: runs that continue one saved
+    connection each get their own answer only because their message IDs come from the counter
+    saved with the state."""
+    state = str(tmp_path / "node.bin")
+    try:
+        cm = peers.aiocoap_server()
+        srv = cm.__enter__()
+    except peers.PeerUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        for n in range(1, 5):
+            p = coap(srv, "/echo", "--state", state, "-v", "-m", "post", "--send", "wake %d" % n)
+            assert p.returncode == 0, p.stderr + srv.output()[-2000:]
+            assert p.stdout == b"2.05 Content\nwake %d\n" % n, p.stdout
+            assert ("connected: full handshake" if n == 1 else
+                    "connected: continued the saved connection, no handshake") in p.stderr, p.stderr
+            p = coap(srv, "/store", "--state", state, "-m", "put", "--send", "value %d" % n)
+            assert p.returncode == 0 and p.stdout == b"2.04 Changed\n", (p.stdout, p.stderr)
+            p = coap(srv, "/store", "--state", state)
+            assert p.stdout == b"2.05 Content\nvalue %d\n" % n, p.stdout
+        mids = [int(m) for m in re.findall(r"request \w+ /\w+ mid=(\d+) ", srv.output())]
+        assert len(mids) == 12 and len(set(mids)) == 12, srv.output()
+        p = coap(srv, "/count", "--state", state)
+        assert p.stdout == b"2.05 Content\n12\n", p.stdout  # the 12 before it handled: none deduplicated
+    finally:
+        cm.__exit__(None, None, None)

@@ -7,6 +7,8 @@ continue the connection (no handshake datagram, one datagram out); message IDs a
 repeat across wakes (they come from the counter saved with the connection in RTC memory);
 after a reset that is not a deep-sleep wake the node resumes from its session file and its
 message IDs still do not repeat. A GET by the CLI then reads the last wake's reading back.
+Against aiocoap over tinydtls, which deduplicates by message ID (RFC 7252 4.5), each continued
+wake's POST /echo gets its own reading back.
 The ESP32 program selects the CoAP node from config.py (fake machine/network modules)."""
 import json
 import os
@@ -15,6 +17,7 @@ import sys
 
 import pytest
 
+import peers
 import test_ports  # puts ports/, ports/esp32, ports/unix and tools/ on sys.path
 from support import runtimes as rt
 from test_cli import cli
@@ -91,6 +94,34 @@ def test_coap_wakes_against_libcoap(runtime, tmp_path):
         p = cli("coaps://%s:%d/sensors/n1" % (srv.host, srv.port), "--psk", srv.psk_hex)
         assert p.returncode == 0, p.stderr
         assert p.stdout == b"2.05 Content\n" + reports[-1]["sent"].encode() + b"\n", p.stdout
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_coap_wakes_against_a_deduplicating_server(runtime, tmp_path):
+    """aiocoap over tinydtls deduplicates by message ID (RFC 7252 4.5, 247 s, also across a
+    new handshake): each continued wake's POST /echo still gets its own reading back."""
+    try:
+        cm = peers.aiocoap_server()
+        srv = cm.__enter__()
+    except peers.PeerUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        extra = {"COAP_PATH": "/echo", "REPLY_TIMEOUT_MS": 5000}
+        if runtime == "cpython":
+            extra["PROTOCOL"] = "coap"
+        cfg, cfg_path = test_ports.make_config(tmp_path, srv, **extra)
+        reports = []
+        for n in range(4):
+            r = (_wake_cpython(cfg) if runtime == "cpython"
+                 else _wake_micropython(runtime, cfg_path, str(tmp_path)))
+            assert r["ok"] and r["reply"] == "2.05 Content", r
+            assert r["reply_payload"] == r["sent"], r  # its own reading, not a cached answer
+            assert r["action"] == ("full" if n == 0 else "continue"), r
+            reports.append(r)
+        handled = [ln for ln in srv.output().splitlines() if ln.startswith("request POST /echo")]
+        assert len(handled) == 4, srv.output()  # none answered from the deduplication cache
+    finally:
+        cm.__exit__(None, None, None)
 
 
 def test_coap_error_response_fails_the_wake_and_keeps_the_connection(tmp_path):
