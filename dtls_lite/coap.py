@@ -45,18 +45,11 @@ _O_BLOCK2 = const(23)
 _O_BLOCK1 = const(27)
 _O_SIZE2 = const(28)
 _O_SIZE1 = const(60)
-
-_METHODS = ("GET", "POST", "PUT", "DELETE", "FETCH", "PATCH", "IPATCH")  # codes 0.01..0.07
-# Reason phrases by class (2, 4, 5), then detail (2.01 first, 4.00 and 5.00 first): RFC 7252
-# 12.1.2, RFC 7959 (2.31, 4.08), RFC 8132 (4.09, 4.22), RFC 8516 (4.29)
-_REASONS = ("Created|Deleted|Valid|Changed|Content||||||||||||||||||||||||||Continue", "",
-            "Bad Request|Unauthorized|Bad Option|Forbidden|Not Found|Method Not Allowed|Not Acceptable|"
-            "|Request Entity Incomplete|Conflict|||Precondition Failed|Request Entity Too Large|"
-            "|Unsupported Content-Format||||||||Unprocessable Entity||||||Too Many Requests",
-            "Internal Server Error|Not Implemented|Bad Gateway|Service Unavailable|Gateway Timeout"
-            "|Proxying Not Supported")
-_SIZES = (16, 32, 64, 128, 256, 512, 1024)  # block sizes by SZX (RFC 7959 2.2)
 _DEFAULT_MESSAGE = const(1152)  # RFC 7252 4.6: the message size when nothing better is known
+
+# Heap (MicroPython): every new name (attribute, argument, global) is a qstr that stays in
+# RAM, and a qstr pool that fills doubles; so this module reuses names the client already
+# interned (rto, end, _buf, _data, _last, ...) and keeps its tables in the functions.
 
 
 class CoAPError(DTLSError):
@@ -71,7 +64,7 @@ class CoAPReset(CoAPError):
     """The server answered the request with a Reset (RST): it could not process it."""
 
 
-def _check(name, v, lo):
+def _check_int(name, v, lo):
     if not isinstance(v, int) or isinstance(v, bool) or v < lo:
         raise UsageError("%s must be an int >= %d" % (name, lo))
 
@@ -86,17 +79,7 @@ def _uint(v):
     return v.to_bytes(n, "big")
 
 
-def _value(v):
-    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFFFFFF:
-        return _uint(v)
-    if isinstance(v, str):
-        return v.encode()
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v)
-    raise UsageError("bad option value %r" % (v,))
-
-
-def encode(mtype, code, mid, token=b"", options=(), payload=b""):
+def encode(type, code, mid, token=b"", options=(), payload=b""):
     """A CoAP message: options [(number, bytes|str|uint)] go out in number order, repeated
     ones in the order given."""
     if len(token) > 8:
@@ -112,11 +95,16 @@ def encode(mtype, code, mid, token=b"", options=(), payload=b""):
             opts[i] = opts[i - 1]
             i -= 1
         opts[i] = o
-    b = bytearray((0x40 | mtype << 4 | len(token), code, mid >> 8 & 0xFF, mid & 0xFF))
+    b = bytearray((0x40 | type << 4 | len(token), code, mid >> 8 & 0xFF, mid & 0xFF))
     b.extend(token)
     last = 0
     for num, val in opts:
-        val = _value(val)
+        if isinstance(val, int) and not isinstance(val, bool) and 0 <= val <= 0xFFFFFFFF:
+            val = _uint(val)
+        elif isinstance(val, str):
+            val = val.encode()
+        elif not isinstance(val, (bytes, bytearray)):
+            raise UsageError("bad option value %r" % (val,))
         p = len(b)
         b.append(0)
         for v in (num - last, len(val)):  # the delta nibble, then the length's (RFC 7252 3.1)
@@ -190,18 +178,18 @@ class Message:
     """A decoded CoAP message; the response a request returns (for a block-wise reply: the
     last block's header and options, the whole payload)."""
 
-    def __init__(self, mtype, code, mid, token):
-        self.type = mtype
+    def __init__(self, type, code, mid, token):
+        self.type = type
         self.code = code
         self.mid = mid
         self.token = token
         self.options = []  # [(number, bytes)] in wire order
         self.payload = b""
 
-    def option(self, number):
-        """The first value of option number, or None."""
+    def option(self, n):
+        """The first value of option number n, or None."""
         for o in self.options:
-            if o[0] == number:
+            if o[0] == n:
                 return o[1]
         return None
 
@@ -211,15 +199,28 @@ class Message:
         if name == "code_text":
             return "%d.%02d" % (c >> 5, c & 31)
         if name == "reason":
+            # by class (2, 4, 5), then detail (2.01, 4.00, 5.00 first): RFC 7252 12.1.2,
+            # RFC 7959 (2.31, 4.08), RFC 8132 (4.09, 4.22), RFC 8516 (4.29)
+            r = ("Created/Deleted/Valid/Changed/Content//////////////////////////Continue", "",
+                 "Bad Request/Unauthorized/Bad Option/Forbidden/Not Found/Method Not Allowed/"
+                 "Not Acceptable//Request Entity Incomplete/Conflict///Precondition Failed/"
+                 "Request Entity Too Large//Unsupported Content-Format////////Unprocessable Entity"
+                 "//////Too Many Requests",
+                 "Internal Server Error/Not Implemented/Bad Gateway/Service Unavailable/"
+                 "Gateway Timeout/Proxying Not Supported")
+            d = c & 31
             c = (c >> 5) - 2
-            d = (self.code & 31) - (c == 0)
-            r = _REASONS[c].split("|") if 0 <= c < 4 and d >= 0 else ()
-            return r[d] if d < len(r) else ""
+            r = r[c].split("/") if 0 <= c < 4 else ()
+            d -= c == 0
+            return r[d] if 0 <= d < len(r) else ""
         if name == "etag":
             return self.option(_O_ETAG)
-        if name == "content_format" or name == "max_age":
-            v = self.option(_O_CONTENT_FORMAT if name[0] == "c" else _O_MAX_AGE)
-            return (None if name[0] == "c" else 60) if v is None else int.from_bytes(v, "big")
+        if name == "max_age":
+            c = self.option(_O_MAX_AGE)
+            return 60 if c is None else int.from_bytes(c, "big")
+        if name == "content_format":
+            c = self.option(_O_CONTENT_FORMAT)
+            return None if c is None else int.from_bytes(c, "big")
         raise AttributeError(name)
 
     def __str__(self):
@@ -233,127 +234,124 @@ class Exchange:
     """One request and its response, block-wise follow-ups included. The driver sends what
     take() gives (ACKs, RSTs and retransmissions; the new message last: its first transmission),
     then waits until timer() (an absolute now_ms) for a datagram: receive(data, now_ms), then
-    handle_timer(now_ms); until done; then result() returns the response or raises."""
+    handle_timer(now_ms); until done (None until then, then the outcome): result() returns the
+    response or raises."""
 
-    def __init__(self, cc, code, opts, payload, con, timeout_ms, szx, now):
-        self._cc = cc
-        self._code = code
-        self._opts = opts  # the request's options but block-wise ones
-        self._payload = payload  # what is left to send: b"" once an upload is over
-        self._type = CON if con else NON
-        self._deadline = now + timeout_ms
-        self.done = False
+    def __init__(self, cc, code, options, payload, type, timeout_ms, szx, now):
+        self.cc = cc
+        self.code = code
+        self.options = options  # the request's, but block-wise ones
+        self.payload = payload  # what is left to send: b"" once an upload is over
+        self.type = type
+        self.end = now + timeout_ms
+        self.done = None
         self._out = []
-        self._result = None
-        self._szx2 = szx  # Block2 size we ask for (None: the server's)
+        self._szx2 = szx  # the Block2 size we ask for (None: the server's)
         self._num2 = 0
-        self._body = None  # the Block2 reply so far
-        self._etag = None
+        self._buf = None  # the Block2 reply so far
+        self.etag = None
         self._szx1 = szx
-        self._num1 = None  # Block1 block under way; None: no upload (or it is over)
+        self._num1 = None  # the Block1 block under way; None: no upload (or it is over)
         self._new(now)
         # the largest CoAP message one record carries (the DTLS MTU less the record overhead)
-        conn = getattr(cc._dtls, "conn", None)
-        budget = _DEFAULT_MESSAGE if conn is None else conn.max_data_size
-        if szx is not None and len(payload) > 16 << szx or len(self._msg) > budget:
+        conn = getattr(cc.dtls, "conn", None)
+        n = _DEFAULT_MESSAGE if conn is None else conn.max_data_size
+        if szx is not None and len(payload) > 16 << szx or len(self._data) > n:
             # the largest block that fits a message with these options (Block2 if asked
             # included), Block1 (at most 5 bytes) and Size1 (2 + its value) (RFC 7959 4)
-            room = budget - (len(self._msg) - len(payload)) - 7 - len(_uint(len(payload)))
+            n -= len(self._data) - len(payload) + 7 + len(_uint(len(payload)))
             if szx is None:
                 szx = 6
-            while szx >= 0 and 16 << szx > room:
+            while szx >= 0 and 16 << szx > n:
                 szx -= 1
             if szx < 0:
                 raise UsageError("options too long")
             self._szx1 = szx
             self._num1 = 0
-            self._build()  # the same MID and token: the first message never went out
+            self._new(now, False)  # the same MID and token: the first message never went out
 
-    def _new(self, now):
-        """Originate the next message: a fresh counter value for its MID and token."""
-        cc = self._cc
-        v = cc._dtls.reserve_counter(1)
-        self._mid = v & 0xFFFF
-        self._token = bytes((v >> 24 & 0xFF, v >> 16 & 0xFF, v >> 8 & 0xFF, v & 0xFF))
-        self._build()
-        self._tries = 0
-        self._next = None
-        if self._type == CON:
-            r = cc._rng(2)  # the first timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * factor]
-            self._rto = cc.ack_timeout_ms + cc._spread * (r[0] << 8 | r[1]) // 0xFFFF
-            self._next = now + self._rto
-        cc.sent += 1
-
-    def _build(self):
-        opts = self._opts
-        payload = self._payload
-        n1 = self._num1
+    def _new(self, now, new=True):
+        """Encode the next message; new: a new one (a counter value for its MID and token,
+        its own timers), else the current one again."""
+        cc = self.cc
+        if new:
+            v = cc.dtls.reserve_counter(1)
+            self.mid = v & 0xFFFF
+            self.token = bytes((v >> 24 & 0xFF, v >> 16 & 0xFF, v >> 8 & 0xFF, v & 0xFF))
+            self.retransmissions = 0
+            self._schedule_ms = None  # when the next retransmission is due
+            if self.type == CON:
+                r = cc._rng(2)  # the first timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * factor]
+                self.rto = cc.ack_timeout_ms + (cc._hi - cc.ack_timeout_ms) * (r[0] << 8 | r[1]) // 0xFFFF
+                self._schedule_ms = now + self.rto
+            cc.sent += 1
+        opts = self.options
+        payload = self.payload
+        n = self._num1
         more = 0
-        if n1 is not None:  # a Block1 request (RFC 7959 2.5), Size1 (the total) on the first
+        if n is not None:  # a Block1 request (RFC 7959 2.5), Size1 (the total) on the first
             s = 16 << self._szx1
-            more = 8 if (n1 + 1) * s < len(payload) else 0
-            opts = opts + [(_O_BLOCK1, n1 << 4 | more | self._szx1)] + ([] if n1 else [(_O_SIZE1, len(payload))])
-            payload = payload[n1 * s:(n1 + 1) * s]
+            more = 8 if (n + 1) * s < len(payload) else 0
+            opts = opts + [(_O_BLOCK1, n << 4 | more | self._szx1)] + ([] if n else [(_O_SIZE1, len(payload))])
+            payload = payload[n * s:(n + 1) * s]
         if self._szx2 is not None and not more:  # Block2 early, or the block wanted (RFC 7959 2.4)
             opts = opts + [(_O_BLOCK2, self._num2 << 4 | self._szx2)]
-        self._msg = self._fresh = encode(self._type, self._code, self._mid, self._token, opts, payload)
+        self._data = encode(self.type, self.code, self.mid, self.token, opts, payload)
+        self._need = True  # its first transmission
 
     def take(self):
         """(messages to send now, the new message to send last or None)."""
-        out, fresh = self._out, self._fresh
+        out = self._out
         self._out = []
-        self._fresh = None
-        return out, fresh
+        new = self._data if self._need else None
+        self._need = False
+        return out, new
 
     def timer(self):
-        n = self._next
-        return self._deadline if n is None or n > self._deadline else n
+        n = self._schedule_ms
+        return self.end if n is None or n > self.end else n
 
     def result(self):
-        if isinstance(self._result, Exception):
-            raise self._result
-        return self._result
-
-    def _finish(self, result):
-        self.done = True
-        self._result = result
+        if isinstance(self.done, Exception):
+            raise self.done
+        return self.done
 
     def handle_timer(self, now):
-        cc = self._cc
+        cc = self.cc
         if self.done:
             return
-        if now >= self._deadline:
-            self._finish(CoAPTimeout("no response within timeout_ms"))
-        elif self._next is not None and now >= self._next:
-            if self._tries >= cc.max_retransmit:  # RFC 7252 4.2: give up
-                self._finish(CoAPTimeout("no ACK after %d retransmissions" % self._tries))
+        if now >= self.end:
+            self.done = CoAPTimeout("no response within timeout_ms")
+        elif self._schedule_ms is not None and now >= self._schedule_ms:
+            if self.retransmissions >= cc.max_retransmit:  # RFC 7252 4.2: give up
+                self.done = CoAPTimeout("no ACK after %d retransmissions" % self.retransmissions)
                 return
-            self._tries += 1
-            self._rto *= 2
-            self._next = now + self._rto
-            self._out.append(self._msg)
+            self.retransmissions += 1
+            self.rto *= 2
+            self._schedule_ms = now + self.rto
+            self._out.append(self._data)
             cc.sent += 1
             cc.retransmissions += 1
 
     def receive(self, data, now):
         if self.done:
             return
-        cc = self._cc
+        cc = self.cc
         try:
             m = decode(data)
         except CoAPError:
             cc.malformed += 1
             return
         t = m.type
-        mine = m.token == self._token
+        mine = m.token == self.token
         if t >= ACK:
-            if m.mid != self._mid or m.code and not mine:
+            if m.mid != self.mid or m.code and not mine:
                 cc.ignored += 1  # a late ACK or RST of an earlier message
                 return
             if t == RST:
-                self._finish(CoAPReset("reset by the server (RST)"))
+                self.done = CoAPReset("reset by the server (RST)")
                 return
-            self._next = None  # ACKed: no more retransmissions, wait for the response
+            self._schedule_ms = None  # ACKed: no more retransmissions, wait for the response
             if not m.code:
                 return  # empty: a separate response follows
         else:
@@ -362,70 +360,71 @@ class Exchange:
                 # Ours gets an ACK, and so does a duplicate of one we ACKed (our ACK was lost,
                 # 4.5); any other CON a Reset (4.2): it stops the server retransmitting what
                 # nobody waits for. A NON that is not ours needs no word (4.3).
-                a = cc._acked
+                a = cc._last
                 self._out.append(encode(ACK if ours or m.mid in a else RST, 0, m.mid))
                 cc.sent += 1
                 if ours:
-                    cc._acked = a[-3:] + [m.mid]
+                    cc._last = a[-3:] + [m.mid]
             if not ours:
                 cc.ignored += 1
                 return
-            self._next = None
+            self._schedule_ms = None
         try:
             self._response(m, now)
         except CoAPError as e:
-            self._finish(e)
+            self.done = e
 
     def _response(self, m, now):
-        cc = self._cc
-        n1 = self._num1
-        if n1 is not None:  # an upload under way
+        """Our response: the next block to send or fetch, or the outcome."""
+        cc = self.cc
+        n = self._num1
+        if n is not None:  # an upload under way
             s = 16 << self._szx1
             self._num1 = None
-            if (n1 + 1) * s < len(self._payload) and m.code >> 5 == 2:  # not the last block
+            if (n + 1) * s < len(self.payload) and m.code >> 5 == 2:  # not the last block
                 b1 = m.option(_O_BLOCK1)
-                num, szx = n1, self._szx1
+                num, szx = n, self._szx1
                 if b1 is not None:
                     num, more, szx = _block(b1)
-                elif m.code != 0x5F:  # a 2.xx says which block it acks (RFC 7959 2.3); a 2.31
-                    num = -1  # without Block1 (libcoap 4.3's coap-server) acks this one
-                if num != n1:
+                elif m.code != 0x5F:  # a 2.xx says which block it acks (RFC 7959 2.3);
+                    num = -1  # a 2.31 without Block1 (libcoap 4.3's coap-server) acks this one
+                if num != n:
                     raise CoAPError("Block1 mismatch")
                 if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)
                     self._num1 = (num + 1) << (self._szx1 - szx)
                     self._szx1 = szx
                 else:
-                    self._num1 = n1 + 1
+                    self._num1 = n + 1
                 self._new(now)
                 return
-            self._payload = b""  # the last block's response, or an error, is the response
+            self.payload = b""  # the last block's response, or an error, is the response
         b2 = m.option(_O_BLOCK2)
-        body = self._body
+        buf = self._buf
         size2 = int.from_bytes(m.option(_O_SIZE2) or b"", "big")  # the whole, announced
-        if len(m.payload) + (len(body) if body else 0) > cc.max_size or size2 > cc.max_size:
+        if len(m.payload) + (len(buf) if buf else 0) > cc.max_size or size2 > cc.max_size:
             raise CoAPError("reply over max_size")
         if b2 is None:
-            if body is not None:
+            if buf is not None:
                 raise CoAPError("Block2 missing")
-            self._finish(m)
+            self.done = m
             return
         num, more, szx = _block(b2)
         s = 16 << szx
-        if body is None:
-            body = self._body = bytearray()
-            self._etag = m.etag
-        if num * s != len(body) or more and len(m.payload) != s or m.etag != self._etag:
+        if buf is None:
+            buf = self._buf = bytearray()
+            self.etag = m.etag
+        if num * s != len(buf) or more and len(m.payload) != s or m.etag != self.etag:
             raise CoAPError("Block2 NUM, size or ETag mismatch")
-        body.extend(m.payload)
+        buf.extend(m.payload)
         if not more:
-            m.payload = bytes(body)
-            self._finish(m)
+            m.payload = bytes(buf)
+            self.done = m
             return
         if self._szx2 is None or szx < self._szx2:
             self._szx2 = szx
-        if self._code != 5:
-            self._payload = b""  # Block2 follow-ups carry no payload but FETCH's (RFC 8132 2.3.2)
-        self._num2 = len(body) >> (self._szx2 + 4)
+        if self.code != 5:
+            self.payload = b""  # follow-ups carry no payload but FETCH's (RFC 8132 2.3.2)
+        self._num2 = len(buf) >> (self._szx2 + 4)
         self._new(now)
 
 
@@ -445,12 +444,12 @@ class Client:
 
     def __init__(self, dtls, rng=None, ack_timeout_ms=ACK_TIMEOUT_MS, ack_random_factor=ACK_RANDOM_FACTOR,
                  max_retransmit=MAX_RETRANSMIT, max_size=MAX_SIZE, clock=None):
-        _check("ack_timeout_ms", ack_timeout_ms, 1)
-        _check("max_retransmit", max_retransmit, 0)
-        _check("max_size", max_size, 16)
+        _check_int("ack_timeout_ms", ack_timeout_ms, 1)
+        _check_int("max_retransmit", max_retransmit, 0)
+        _check_int("max_size", max_size, 16)
         if not ack_random_factor >= 1:
             raise UsageError("ack_random_factor must be >= 1")
-        self._dtls = dtls
+        self.dtls = dtls
         if rng is None:
             import os
             rng = os.urandom
@@ -460,10 +459,10 @@ class Client:
             clock = Clock().now
         self._clock = clock
         self.ack_timeout_ms = ack_timeout_ms
-        self._spread = int(ack_timeout_ms * (ack_random_factor - 1))  # the one float, here
+        self._hi = int(ack_timeout_ms * ack_random_factor)  # the first timeout's top; the one float
         self.max_retransmit = max_retransmit
         self.max_size = max_size
-        self._acked = []  # the last MIDs of separate responses we ACKed: duplicates get it again
+        self._last = []  # the last MIDs of separate responses we ACKed: duplicates get it again
         self.sent = 0  # messages sent (retransmissions, ACKs and RSTs included)
         self.retransmissions = 0
         self.malformed = 0  # datagrams that were not CoAP, dropped
@@ -480,78 +479,82 @@ class Client:
             payload = payload.encode()
         elif not isinstance(payload, (bytes, bytearray)):
             raise UsageError("payload must be bytes or str")
-        _check("timeout_ms", timeout_ms, 1)
+        _check_int("timeout_ms", timeout_ms, 1)
         try:
-            code = _METHODS.index(method.upper()) + 1
-            szx = None if block_size is None else _SIZES.index(block_size)
-            if isinstance(path, (list, tuple)):  # segments as they are (may hold "/" or "?")
-                opts = [(_O_URI_PATH, s) for s in path]
-            else:  # "/a/b?x=1&y": split at "?", "&" and "/"; "/" alone is no Uri-Path (6.5)
-                i = path.find("?")
+            code = ("get", "post", "put", "delete", "fetch", "patch", "ipatch").index(method.lower()) + 1
+            szx = None if block_size is None else (16, 32, 64, 128, 256, 512, 1024).index(block_size)
+            if not isinstance(path, (list, tuple)):  # a list: segments as they are ("/", "?")
+                i = path.find("?")  # "/a/b?x=1&y": split at "?", "&" and "/"
                 if i >= 0:
                     query = path[i + 1:]
                     path = path[:i]
                 path = path[1:] if path[:1] == "/" else path
-                opts = [(_O_URI_PATH, s) for s in path.split("/")] if path else []
+                path = path.split("/") if path else ()  # "/" alone: no Uri-Path (RFC 7252 6.5)
             if isinstance(query, str):
                 query = query.split("&")
-            opts += [(_O_URI_QUERY, s) for s in query or ()]
+            if isinstance(etag, (bytes, bytearray)):
+                etag = (etag,)
+            opts = []
+            for s in path:
+                opts.append((_O_URI_PATH, s))
+            for s in query or ():
+                opts.append((_O_URI_QUERY, s))
+            for s in etag or ():
+                opts.append((_O_ETAG, s))
             for num, v in ((_O_CONTENT_FORMAT, content_format), (_O_ACCEPT, accept)):
                 if v is not None:
                     opts.append((num, v + 0))  # a number (a str would pass as bytes)
-            if isinstance(etag, (bytes, bytearray)):
-                etag = (etag,)
-            opts += [(_O_ETAG, e) for e in etag or ()]
             opts += options or ()
             encode(0, 0, 0, b"", opts)  # checks option numbers and values before anything goes
         except UsageError:
             raise
         except (AttributeError, TypeError, ValueError, IndexError):
             raise UsageError("bad method %r, path, query, etag, block_size or options" % (method,))
-        return self._run(Exchange(self, code, opts, bytes(payload), confirmable, timeout_ms, szx, self._clock()))
+        return self._exchange(Exchange(self, code, opts, bytes(payload), CON if confirmable else NON, timeout_ms,
+                                       szx, self._clock()))
 
     def get(self, path, **kw):
-        return self.request("GET", path, **kw)
+        return self.request("get", path, **kw)
 
     def post(self, path, payload, **kw):
-        return self.request("POST", path, payload, **kw)
+        return self.request("post", path, payload, **kw)
 
     def put(self, path, payload, **kw):
-        return self.request("PUT", path, payload, **kw)
+        return self.request("put", path, payload, **kw)
 
     def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
+        return self.request("delete", path, **kw)
 
     def fetch(self, path, payload, **kw):
-        return self.request("FETCH", path, payload, **kw)
+        return self.request("fetch", path, payload, **kw)
 
 
-    def _step(self, ex, data):
-        """Feed the exchange what a wait gave (None: nothing); the ms until its timer."""
+    def _step(self, x, data):
+        """Feed Exchange x what a wait gave (None: nothing); the ms until its timer."""
         if data == b"":
             raise ConnectionClosed("DTLS closed")
         now = self._clock()
         if data is not None:
-            ex.receive(data, now)
-        ex.handle_timer(now)
-        w = ex.timer() - now
+            x.receive(data, now)
+        x.handle_timer(now)
+        w = x.timer() - now
         return w if w > 0 else 0
 
-    def _run(self, ex):
+    def _exchange(self, x):
         # A new message's first transmission goes through dtls.request(): on a continued
         # connection its server may have forgotten, that resumes or handshakes and sends the
         # same bytes again. Retransmissions, ACKs and RSTs are plain sends (request() would
         # take the answer to an earlier copy as an RTT sample of this one: Karn's rule);
         # the waits are recv().
-        d = self._dtls
+        d = self.dtls
         data = None
         while True:
-            w = self._step(ex, data)
-            out, new = ex.take()
+            w = self._step(x, data)
+            out, new = x.take()
             for m in out:
                 d.send(m)
-            if ex.done:
-                return ex.result()
+            if x.done:
+                return x.result()
             data = d.request(new, w or 1) if new else d.recv(w) if w else None
 
 
@@ -559,14 +562,14 @@ class AsyncClient(Client):
     """Client over a connected dtls_lite.aio.AsyncDTLSClient: `r = await cc.get("/x")`.
     The same Exchange; only the waits are awaited."""
 
-    async def _run(self, ex):
-        d = self._dtls
+    async def _exchange(self, x):
+        d = self.dtls
         data = None
         while True:
-            w = self._step(ex, data)
-            out, new = ex.take()
+            w = self._step(x, data)
+            out, new = x.take()
             for m in out:
                 await d.send(m)
-            if ex.done:
-                return ex.result()
+            if x.done:
+                return x.result()
             data = (await d.request(new, w or 1)) if new else (await d.recv(w)) if w else None

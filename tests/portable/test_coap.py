@@ -632,7 +632,7 @@ def test_exchange_is_sans_io():
     # the state machine alone, with time as an argument
     link = Link()
     cc = coap.Client(link, rng=fixed_rng(0), clock=link.clock)
-    ex = coap.Exchange(cc, 1, [(11, "x")], b"", True, 9000, None, 1000)
+    ex = coap.Exchange(cc, 1, [(11, "x")], b"", CON, 9000, None, 1000)
     out, new = ex.take()
     assert out == [] and coap.decode(new).mid == 0xABCD and ex.timer() == 3000 and not ex.done
     ex.handle_timer(2999)
