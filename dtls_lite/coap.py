@@ -44,7 +44,6 @@ _O_ACCEPT = const(17)
 _O_BLOCK2 = const(23)
 _O_BLOCK1 = const(27)
 _O_SIZE2 = const(28)
-_O_SIZE1 = const(60)
 _DEFAULT_MESSAGE = const(1152)  # RFC 7252 4.6: the message size when nothing better is known
 
 # Heap (MicroPython): every new name (attribute, argument, global) is a qstr that stays in
@@ -258,8 +257,8 @@ class Exchange:
         n = _DEFAULT_MESSAGE if conn is None else conn.max_data_size
         if szx is not None and len(payload) > 16 << szx or len(self._data) > n:
             # the largest block that fits a message with these options (Block2 if asked
-            # included), Block1 (at most 5 bytes) and Size1 (2 + its value) (RFC 7959 4)
-            n -= len(self._data) - len(payload) + 7 + len(_uint(len(payload)))
+            # included) and Block1 (at most 5 bytes)
+            n -= len(self._data) - len(payload) + 5
             if szx is None:
                 szx = 6
             while szx >= 0 and 16 << szx > n:
@@ -289,10 +288,10 @@ class Exchange:
         payload = self.payload
         n = self._num1
         more = 0
-        if n is not None:  # a Block1 request (RFC 7959 2.5), Size1 (the total) on the first
+        if n is not None:  # a Block1 request (RFC 7959 2.5; no Size1: it is optional, 4)
             s = 16 << self._szx1
             more = 8 if (n + 1) * s < len(payload) else 0
-            opts = opts + [(_O_BLOCK1, n << 4 | more | self._szx1)] + ([] if n else [(_O_SIZE1, len(payload))])
+            opts = opts + [(_O_BLOCK1, n << 4 | more | self._szx1)]
             payload = payload[n * s:(n + 1) * s]
         if self._szx2 is not None and not more:  # Block2 early, or the block wanted (RFC 7959 2.4)
             opts = opts + [(_O_BLOCK2, self._num2 << 4 | self._szx2)]
@@ -321,7 +320,7 @@ class Exchange:
         if self.done:
             return
         if now >= self.end:
-            self.done = CoAPTimeout("no response within timeout_ms")
+            self.done = CoAPTimeout("timeout_ms passed")
         elif self._schedule_ms is not None and now >= self._schedule_ms:
             if self.retransmissions >= cc.max_retransmit:  # RFC 7252 4.2: give up
                 self.done = CoAPTimeout("no ACK after %d retransmissions" % self.retransmissions)
@@ -349,7 +348,7 @@ class Exchange:
                 cc.ignored += 1  # a late ACK or RST of an earlier message
                 return
             if t == RST:
-                self.done = CoAPReset("reset by the server (RST)")
+                self.done = CoAPReset("server reset (RST)")
                 return
             self._schedule_ms = None  # ACKed: no more retransmissions, wait for the response
             if not m.code:
@@ -389,7 +388,7 @@ class Exchange:
                 elif m.code != 0x5F:  # a 2.xx says which block it acks (RFC 7959 2.3);
                     num = -1  # a 2.31 without Block1 (libcoap 4.3's coap-server) acks this one
                 if num != n:
-                    raise CoAPError("Block1 mismatch")
+                    raise CoAPError("block-wise mismatch (NUM, size or ETag)")
                 if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)
                     self._num1 = (num + 1) << (self._szx1 - szx)
                     self._szx1 = szx
@@ -405,7 +404,7 @@ class Exchange:
             raise CoAPError("reply over max_size")
         if b2 is None:
             if buf is not None:
-                raise CoAPError("Block2 missing")
+                raise CoAPError("block-wise mismatch (NUM, size or ETag)")
             self.done = m
             return
         num, more, szx = _block(b2)
@@ -414,7 +413,7 @@ class Exchange:
             buf = self._buf = bytearray()
             self.etag = m.etag
         if num * s != len(buf) or more and len(m.payload) != s or m.etag != self.etag:
-            raise CoAPError("Block2 NUM, size or ETag mismatch")
+            raise CoAPError("block-wise mismatch (NUM, size or ETag)")
         buf.extend(m.payload)
         if not more:
             m.payload = bytes(buf)
@@ -473,14 +472,10 @@ class Client:
         """Send a request; its response (a Message: for a block-wise reply, the last block's
         header and options and the whole payload), whatever its code. Raises CoAPTimeout,
         CoAPReset, CoAPError (the server broke the protocol), ConnectionClosed, UsageError."""
-        if payload is None:
-            payload = b""
-        elif isinstance(payload, str):
-            payload = payload.encode()
-        elif not isinstance(payload, (bytes, bytearray)):
-            raise UsageError("payload must be bytes or str")
         _check_int("timeout_ms", timeout_ms, 1)
         try:
+            # bytes, bytearray, memoryview or str (an int would make that many zero bytes)
+            payload = bytes(memoryview(payload.encode() if isinstance(payload, str) else payload or b""))
             code = ("get", "post", "put", "delete", "fetch", "patch", "ipatch").index(method.lower()) + 1
             szx = None if block_size is None else (16, 32, 64, 128, 256, 512, 1024).index(block_size)
             if not isinstance(path, (list, tuple)):  # a list: segments as they are ("/", "?")
@@ -509,8 +504,8 @@ class Client:
         except UsageError:
             raise
         except (AttributeError, TypeError, ValueError, IndexError):
-            raise UsageError("bad method %r, path, query, etag, block_size or options" % (method,))
-        return self._exchange(Exchange(self, code, opts, bytes(payload), CON if confirmable else NON, timeout_ms,
+            raise UsageError("bad method %r, path, payload, query, etag, block_size or options" % (method,))
+        return self._exchange(Exchange(self, code, opts, payload, CON if confirmable else NON, timeout_ms,
                                        szx, self._clock()))
 
     def get(self, path, **kw):
