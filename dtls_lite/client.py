@@ -170,7 +170,14 @@ class Driver:
         self._poll = None
         try:
             if bind is not None:
-                self._sock.bind(resolve(bind[0], bind[1])[1])
+                try:
+                    self._sock.bind(resolve(bind[0], bind[1])[1])
+                except OSError:
+                    if bind[1]:
+                        raise
+                    # lwIP's bind() resolves the address again and refuses port 0 (-201, the
+                    # ESP32 firmware): left unbound, the socket gets an ephemeral port and the
+                    # interface's address at connect(), which is what port 0 asks for
             self._sock.connect(self.server)
             if self._recv_into is None:
                 import select
