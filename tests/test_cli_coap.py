@@ -202,11 +202,21 @@ def test_state_runs_continue_and_each_gets_its_own_answer(tmp_path):
             assert p.stdout == b"2.05 Content\nwake %d\n" % n, p.stdout
             assert "connected: continued" in p.stderr
         assert handshakes(srv) == 1, srv.output()[-3000:]
+        # the server restarted: the continued request goes unanswered, the client resumes (the
+        # server forgot the session too: a full handshake) and the request goes again
+        srv.restart()
+        p = run("-m", "put", "--send", "after restart")
+        assert p.stdout == b"2.01 Created\n", p.stdout
+        assert "state: continue" in p.stderr and "connected: full handshake" in p.stderr, p.stderr
+        p = run()
+        assert p.stdout == b"2.05 Content\nafter restart\n" and "connected: continued" in p.stderr
     reqs = requests(srv)
-    assert [r[3] for r in reqs if r[0] == "PUT"] == ["wake 1", "wake 2", "wake 3", "wake 4"]
+    # (the restarted server could not read the copy sent on the forgotten connection)
+    assert [r[3] for r in reqs if r[0] == "PUT"] == ["wake 1", "wake 2", "wake 3", "wake 4",
+                                                     "after restart"], reqs
     mids = [r[1] for r in reqs]
     tokens = [r[2] for r in reqs]
-    assert len(reqs) == 7 and len(set(mids)) == 7 and len(set(tokens)) == 7, reqs
+    assert len(reqs) == 9 and len(set(mids)) == 9 and len(set(tokens)) == 9, reqs
     # one counter: each run takes the next value(s) of the one saved with the state
     assert mids == sorted(mids) or max(mids) - min(mids) > 0x8000, mids
 

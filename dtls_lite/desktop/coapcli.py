@@ -166,7 +166,8 @@ class CoapRun(Run):
         r = cc.request(o.method.upper(), "/", **kw)
         if c.conn.stats.handshake_kind != kind:
             self._connected(c)  # the continued connection got no reply: a handshake followed
-        self.tracer.trace("coap: %s, %d B payload" % (r, len(r.payload)))
+        self.tracer.trace("coap: %s, %d B payload; CoAP retransmissions %d"
+                          % (r, len(r.payload), cc.retransmissions))
         return r
 
     def _print(self, r):
