@@ -251,14 +251,16 @@ class Exchange:
         self.etag = None
         self._szx1 = szx
         self._num1 = None  # the Block1 block under way; None: no upload (or it is over)
-        self._new(now)
-        # the largest CoAP message one record carries (the DTLS MTU less the record overhead)
+        self.payload = b""
+        self._new(now)  # the header and options alone, to see what room they leave
+        self.payload = payload
+        # a payload that does not fit the largest message one record carries (the DTLS MTU
+        # less the record overhead) goes in the largest blocks that do, with Block1 (at most
+        # 5 bytes more; RFC 7959 4); block_size (szx) caps them
         conn = getattr(cc.dtls, "conn", None)
-        n = _DEFAULT_MESSAGE if conn is None else conn.max_data_size
-        if szx is not None and len(payload) > 16 << szx or len(self._data) > n:
-            # the largest block that fits a message with these options (Block2 if asked
-            # included) and Block1 (at most 5 bytes)
-            n -= len(self._data) - len(payload) + 5
+        n = (_DEFAULT_MESSAGE if conn is None else conn.max_data_size) - len(self._data) - 1  # 0xFF
+        if szx is not None and len(payload) > 16 << szx or len(payload) > n:
+            n -= 5
             if szx is None:
                 szx = 6
             while szx >= 0 and 16 << szx > n:
@@ -267,7 +269,7 @@ class Exchange:
                 raise UsageError("options too long")
             self._szx1 = szx
             self._num1 = 0
-            self._new(now, False)  # the same MID and token: the first message never went out
+        self._new(now, False)  # the same MID and token: the first message never went out
 
     def _new(self, now, new=True):
         """Encode the next message; new: a new one (a counter value for its MID and token,
