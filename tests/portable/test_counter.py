@@ -8,7 +8,6 @@ from dtls_lite.errors import ConnectionClosed, UsageError
 from dtls_lite.keeper import COUNTER_RESERVE, Keeper
 from dtls_lite.store import MemoryStore
 from fakeserver import IDENTITY, PSK, Rng
-from test_adaptive import Node, UdpServer
 from helpers import raises
 from test_keeper import LOCAL, SERVER, connected, keeper
 
@@ -122,6 +121,8 @@ def test_without_a_store_the_counter_lives_in_memory():
 
 
 # ---- DTLSClient over loopback UDP ---------------------------------------------------------------
+# test_adaptive's threaded server, imported by these tests only: the keeper tests above then fit
+# the emulated ESP32's heap (test_adaptive's code alone is most of what is left there).
 
 class CountingStore(MemoryStore):
     def __init__(self):
@@ -134,6 +135,7 @@ class CountingStore(MemoryStore):
 
 
 def test_client_counter_across_wakes_restart_and_no_extra_store_write():
+    from test_adaptive import Node, UdpServer
     srv = UdpServer()
     try:
         node = Node(srv)
@@ -168,6 +170,7 @@ def test_client_counter_across_wakes_restart_and_no_extra_store_write():
 
 
 def test_client_app_data_and_misuse():
+    from test_adaptive import Node, UdpServer
     srv = UdpServer()
     try:
         node = Node(srv)
