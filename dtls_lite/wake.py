@@ -27,6 +27,7 @@ POLICY = (
     (CONNECTION | SERVER_CID, CONTINUE, "address changed, but the server gave a connection ID"),
     (SESSION | CONNECTION, ABBREVIATED, "local address or port changed"),
     (SESSION, ABBREVIATED, "only the session was saved"),
+    (CONNECTION, FULL, "local address or port changed, and the session cannot be resumed"),
     (0, FULL, "no valid saved state"),
 )
 

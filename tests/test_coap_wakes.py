@@ -162,7 +162,8 @@ def test_coap_wakes_never_repeat_a_message_id(runtime, tmp_path):
         srv.restart()
         r = node.wake(node.a)                                                           # 6
         full(r, srv, "the continued connection got no reply", policy="continue")
-        full(node.wake(node.b), srv, "no valid saved state")                            # 7
+        full(node.wake(node.b), srv,                                                    # 7
+             "local address or port changed, and the session cannot be resumed")
         continued(node.wake(node.b), srv)                                               # 8
         # 9: killed after reserve_counter persisted, before the request went out
         before = node.stored_counter()
@@ -177,7 +178,8 @@ def test_coap_wakes_never_repeat_a_message_id(runtime, tmp_path):
         continued(node.wake(node.b), srv)                                               # 12
         # back to the first address: a full handshake (no session to resume), and aiocoap
         # still holds that address's remote with the message IDs of wake 6 (since the restart)
-        full(node.wake(node.a), srv, "no valid saved state")                            # 13
+        full(node.wake(node.a), srv,                                                    # 13
+             "local address or port changed, and the session cannot be resumed")
         continued(node.wake(node.a), srv)                                               # 14
         log = srv.output()
 

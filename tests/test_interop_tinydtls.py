@@ -220,7 +220,7 @@ def test_wakes(runtime, tmp_path):
         full(node.wake(node.a, "--force-resume"), srv, "resumption forced, but no resumable session")
         continued(node.wake(node.a), srv)
         # a new local address: no session to resume there either, so a full handshake
-        full(node.wake(node.b), srv, "no valid saved state")
+        full(node.wake(node.b), srv, "local address or port changed, and the session cannot be resumed")
         continued(node.wake(node.b), srv)
         # the server restarted: the continued request gets no reply, then a full handshake
         srv.restart()
@@ -246,7 +246,7 @@ def test_dedup_hazard_exists(runtime, tmp_path):
         continued(node.wake(node.a, mid=0x100), srv, expect="wake 1")  # stale: the hazard
         full(node.wake(node.a, "--force-resume", mid=0x100), srv,
              "resumption forced, but no resumable session", expect="wake 1")  # stale again
-        full(node.wake(node.b, mid=0x100), srv, "no valid saved state")  # own answer
+        full(node.wake(node.b, mid=0x100), srv, "local address or port changed, and the session cannot be resumed")  # own answer
         continued(node.wake(node.b, mid=0x100), srv, expect="wake 4")  # stale
         continued(node.wake(node.b, mid=0x101), srv)  # a new MID: its own answer
         continued(node.wake(node.b, "--close", mid=0x102), srv, close=True)  # wake 7, own answer
