@@ -5,6 +5,8 @@
 # Same settings, stores, board hooks, report and failure policy as ports/node.py (read its
 # header), with two settings more (SAMPLES, SAMPLE_MS) and one rule less: a handshake that
 # times out is not tried again from a new port (node.py's rule 3); the next wake tries again.
+# PROTOCOL = "coap" sends the readings as a CoAP request (dtls_lite.coap.AsyncClient), as
+# node.py does.
 # Needs MicroPython 1.17 or newer (dtls_lite/aio.py); the blocking node.py runs on 1.16.
 import gc
 
@@ -65,6 +67,7 @@ async def wake(cfg, board):
         psk = unhexlify(node.setting(cfg, "PSK_HEX"))
         if isinstance(identity, str):
             identity = identity.encode()
+        protocol = node.check_protocol(cfg)
 
         stage = "stores"
         cause = report["reset"] = board.reset_cause()
@@ -111,13 +114,16 @@ async def wake(cfg, board):
         await sensor  # the readings, however many the connect overlapped
         sent = _payload(cfg, samples)
         report["sent"] = sent
-        reply = await client.request(sent.encode(), node.setting(cfg, "REPLY_TIMEOUT_MS"))
-        node._policy(report, client)  # request() may have resumed a silently dead connection
-        if reply is None:
-            report["reply"] = None
-            raise OSError("no reply within %d ms" % node.setting(cfg, "REPLY_TIMEOUT_MS"))
-        report["reply"] = reply.decode("utf-8", "replace") if reply else ""
-        report["echoed"] = reply == sent.encode()
+        if protocol == "coap":
+            await _coap_request(cfg, client, sent, report)
+        else:
+            reply = await client.request(sent.encode(), node.setting(cfg, "REPLY_TIMEOUT_MS"))
+            node._policy(report, client)  # request() may have resumed a silently dead connection
+            if reply is None:
+                report["reply"] = None
+                raise OSError("no reply within %d ms" % node.setting(cfg, "REPLY_TIMEOUT_MS"))
+            report["reply"] = reply.decode("utf-8", "replace") if reply else ""
+            report["echoed"] = reply == sent.encode()
 
         stage = "save"
         client.suspend()  # save, no close_notify: the server keeps the connection
@@ -140,6 +146,19 @@ async def wake(cfg, board):
     report["ms"] = _since(t0)
     report["mem_free"] = board.mem_free()
     return report
+
+
+async def _coap_request(cfg, client, sent, report):
+    """node.py's CoAP request stage, awaited (dtls_lite.coap.AsyncClient)."""
+    from dtls_lite import coap
+    method, path, kw = node.coap_request_args(cfg, sent, report)
+    cc = coap.AsyncClient(client)
+    try:
+        r = await cc.request(method, path, **kw)
+    finally:
+        node._policy(report, client)
+        report["coap_retransmissions"] = cc.retransmissions
+    node.coap_response(report, r)
 
 
 def run(cfg, board):

@@ -199,9 +199,7 @@ def wake(cfg, board, client_class=None):
         if isinstance(identity, str):
             identity = identity.encode()
         bind_host = setting(cfg, "BIND_HOST")
-        protocol = setting(cfg, "PROTOCOL")
-        if protocol not in ("dtls", "coap"):
-            raise ValueError("PROTOCOL must be 'dtls' or 'coap', not %r" % (protocol,))
+        protocol = check_protocol(cfg)
 
         stage = "stores"
         cause = report["reset"] = board.reset_cause()
@@ -306,27 +304,46 @@ def wake(cfg, board, client_class=None):
     return report
 
 
-def _coap_request(cfg, client, sent, report):
-    """The CoAP form of the request stage: COAP_METHOD the reading (application/json) to
-    COAP_PATH, the whole exchange (CoAP retransmissions, the client's fallback when a continued
-    connection is not answered) within REPLY_TIMEOUT_MS. Raises for no response (CoAPTimeout,
-    a DTLSError) and for an error response (4.xx, 5.xx), after reporting it."""
-    from dtls_lite import coap  # only a CoAP node loads it
+def check_protocol(cfg):
+    """PROTOCOL, checked: "dtls" or "coap"."""
+    protocol = setting(cfg, "PROTOCOL")
+    if protocol not in ("dtls", "coap"):
+        raise ValueError("PROTOCOL must be 'dtls' or 'coap', not %r" % (protocol,))
+    return protocol
+
+
+def coap_request_args(cfg, sent, report):
+    """(method, path, keyword arguments) of the CoAP wake's request: COAP_METHOD the reading
+    (application/json) to COAP_PATH, the whole exchange (CoAP retransmissions, the client's
+    fallback when a continued connection is not answered) within REPLY_TIMEOUT_MS."""
     path = setting(cfg, "COAP_PATH") or "/sensors/" + setting(cfg, "NODE_NAME")
     method = setting(cfg, "COAP_METHOD")
     report["coap"] = method + " " + path
-    cc = coap.Client(client)
-    try:
-        r = cc.request(method, path, payload=sent.encode(), content_format=50,
-                       timeout_ms=setting(cfg, "REPLY_TIMEOUT_MS"))
-    finally:
-        _policy(report, client)  # the request may have resumed a silently dead connection
-        report["coap_retransmissions"] = cc.retransmissions
+    return method, path, {"payload": sent.encode(), "content_format": 50,
+                          "timeout_ms": setting(cfg, "REPLY_TIMEOUT_MS")}
+
+
+def coap_response(report, r):
+    """Report the response; OSError for an error response (4.xx, 5.xx)."""
     report["reply"] = str(r)  # "2.04 Changed"
     if r.payload:
         report["reply_payload"] = r.payload.decode("utf-8", "replace")
-    if r.code >= 0x80:  # 4.xx, 5.xx
+    if r.code >= 0x80:
         raise OSError("CoAP " + str(r))
+
+
+def _coap_request(cfg, client, sent, report):
+    """The CoAP form of the request stage (coap_request_args). Raises for no response
+    (CoAPTimeout, a DTLSError) and for an error response, after reporting it."""
+    from dtls_lite import coap  # only a CoAP node loads it
+    method, path, kw = coap_request_args(cfg, sent, report)
+    cc = coap.Client(client)
+    try:
+        r = cc.request(method, path, **kw)
+    finally:
+        _policy(report, client)  # the request may have resumed a silently dead connection
+        report["coap_retransmissions"] = cc.retransmissions
+    coap_response(report, r)
 
 
 def _policy(report, client):

@@ -124,6 +124,39 @@ def test_coap_wakes_against_a_deduplicating_server(runtime, tmp_path):
         cm.__exit__(None, None, None)
 
 
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_asyncio_node_speaks_coap(runtime, tmp_path):
+    """ports/anode.py with PROTOCOL = "coap" (unix/main.py --aio --coap): the same wakes through
+    dtls_lite.coap.AsyncClient (micropython32's 1.25 port has no asyncio frozen)."""
+    import asyncio
+
+    import anode
+    with libcoap_server() as srv:
+        extra = {"NODE_NAME": "a1", "REPLY_TIMEOUT_MS": 5000, "SAMPLES": 2, "SAMPLE_MS": 10}
+        if runtime == "cpython":
+            extra["PROTOCOL"] = "coap"
+        cfg, cfg_path = test_ports.make_config(tmp_path, srv, **extra)
+        reports = []
+        for n in range(3):
+            if runtime == "cpython":
+                r = asyncio.run(anode.wake(cfg, UnixBoard(cfg, sleep=False, exit=False)))
+                UnixBoard(cfg, sleep=False, exit=False).rtc.set_slept()
+            else:
+                p = subprocess.run([rt.executable(runtime), os.path.join(test_ports.ROOT, "ports", "unix",
+                                                                         "main.py"),
+                                    "--config", cfg_path, "--once", "--aio", "--coap"], cwd=str(tmp_path),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=test_ports.TIMEOUT)
+                out = p.stdout.decode("utf-8", "replace")
+                assert p.returncode == 0, out
+                r = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+            assert r["ok"] and r["aio"] and r["coap"] == "POST /sensors/a1", r
+            assert r["reply"] == ("2.01 Created" if n == 0 else "2.04 Changed"), r
+            assert r["action"] == ("full" if n == 0 else "continue"), r
+            reports.append(r)
+        assert [x[3] for x in requests(srv, "POST")] == [x["sent"] for x in reports]
+        assert handshakes(srv) == 1
+
+
 def test_coap_error_response_fails_the_wake_and_keeps_the_connection(tmp_path):
     # libcoap's /time takes no POST (4.05): the wake reports it, the connection is saved, the
     # next wake continues

@@ -9,7 +9,7 @@
 #   --once: do not sleep before exiting (the caller decides when the next wake is)
 #   --aio: the asyncio node (ports/anode.py: a sensor task beside the exchange)
 #   --coap: the CoAP node (PROTOCOL = "coap" in ports/node.py: the reading POSTed to
-#           COAP_PATH; the blocking node, not with --aio)
+#           COAP_PATH; with --aio the asyncio node does the same)
 import sys
 
 
