@@ -169,7 +169,7 @@ def _block(v):
     """(NUM, M, SZX) of a Block1/Block2 value (RFC 7959 2.2)."""
     v = int.from_bytes(v, "big") if len(v) <= 3 else -1
     if v < 0 or v & 7 == 7:  # SZX 7 is BERT (RFC 8323), for CoAP over TCP only
-        raise CoAPError("bad Block option")
+        raise CoAPError("malformed message")  # its Block option
     return v >> 4, v >> 3 & 1, v & 7
 
 
@@ -231,10 +231,10 @@ class Message:
 
 class Exchange:
     """One request and its response, block-wise follow-ups included. The driver sends what
-    take() gives (ACKs, RSTs and retransmissions; the new message last: its first transmission),
-    then waits until timer() (an absolute now_ms) for a datagram: receive(data, now_ms), then
-    handle_timer(now_ms); until done (None until then, then the outcome): result() returns the
-    response or raises."""
+    take() gives (ACKs, RSTs, retransmissions, follow-ups; then the request's first message,
+    once), then waits until timer() (an absolute now_ms) for a datagram: receive(data, now_ms),
+    then handle_timer(now_ms); until done (None until then, then the outcome): result()
+    returns the response or raises."""
 
     def __init__(self, cc, code, options, payload, type, timeout_ms, szx, now):
         self.cc = cc
@@ -245,10 +245,10 @@ class Exchange:
         self.end = now + timeout_ms
         self.done = None
         self._out = []
+        self._need = None  # then True until take() gave the first message
         self._szx2 = szx  # the Block2 size we ask for (None: the server's)
         self._num2 = 0
-        self._buf = None  # the Block2 reply so far
-        self.etag = None
+        self._buf = None  # the Block2 reply so far (and self.etag its first block's ETag)
         self._szx1 = szx
         self._num1 = None  # the Block1 block under way; None: no upload (or it is over)
         self.payload = b""
@@ -270,6 +270,7 @@ class Exchange:
             self._szx1 = szx
             self._num1 = 0
         self._new(now, False)  # the same MID and token: the first message never went out
+        self._need = True
 
     def _new(self, now, new=True):
         """Encode the next message; new: a new one (a counter value for its MID and token,
@@ -298,10 +299,11 @@ class Exchange:
         if self._szx2 is not None and not more:  # Block2 early, or the block wanted (RFC 7959 2.4)
             opts = opts + [(_O_BLOCK2, self._num2 << 4 | self._szx2)]
         self._data = encode(self.type, self.code, self.mid, self.token, opts, payload)
-        self._need = True  # its first transmission
+        if self._need is not None:  # a follow-up (a block): sent as any other message
+            self._out.append(self._data)
 
     def take(self):
-        """(messages to send now, the new message to send last or None)."""
+        """(messages to send now, the request's first message if it is yet to go, or None)."""
         out = self._out
         self._out = []
         new = self._data if self._need else None
@@ -390,7 +392,7 @@ class Exchange:
                 elif m.code != 0x5F:  # a 2.xx says which block it acks (RFC 7959 2.3);
                     num = -1  # a 2.31 without Block1 (libcoap 4.3's coap-server) acks this one
                 if num != n:
-                    raise CoAPError("block-wise mismatch (NUM, size or ETag)")
+                    raise CoAPError("block-wise mismatch: NUM, size or ETag")
                 if szx < self._szx1:  # the server asks for smaller blocks (RFC 7959 2.5)
                     self._num1 = (num + 1) << (self._szx1 - szx)
                     self._szx1 = szx
@@ -406,7 +408,7 @@ class Exchange:
             raise CoAPError("reply over max_size")
         if b2 is None:
             if buf is not None:
-                raise CoAPError("block-wise mismatch (NUM, size or ETag)")
+                raise CoAPError("block-wise mismatch: NUM, size or ETag")
             self.done = m
             return
         num, more, szx = _block(b2)
@@ -415,7 +417,7 @@ class Exchange:
             buf = self._buf = bytearray()
             self.etag = m.etag
         if num * s != len(buf) or more and len(m.payload) != s or m.etag != self.etag:
-            raise CoAPError("block-wise mismatch (NUM, size or ETag)")
+            raise CoAPError("block-wise mismatch: NUM, size or ETag")
         buf.extend(m.payload)
         if not more:
             m.payload = bytes(buf)
@@ -477,7 +479,8 @@ class Client:
         _check_int("timeout_ms", timeout_ms, 1)
         try:
             # bytes, bytearray, memoryview or str (an int would make that many zero bytes)
-            payload = bytes(memoryview(payload.encode() if isinstance(payload, str) else payload or b""))
+            payload = bytes(memoryview(b"" if payload is None else payload.encode() if isinstance(payload, str)
+                                       else payload))
             code = ("get", "post", "put", "delete", "fetch", "patch", "ipatch").index(method.lower()) + 1
             szx = None if block_size is None else (16, 32, 64, 128, 256, 512, 1024).index(block_size)
             if not isinstance(path, (list, tuple)):  # a list: segments as they are ("/", "?")
@@ -525,7 +528,6 @@ class Client:
     def fetch(self, path, payload, **kw):
         return self.request("fetch", path, payload, **kw)
 
-
     def _step(self, x, data):
         """Feed Exchange x what a wait gave (None: nothing); the ms until its timer."""
         if data == b"":
@@ -538,11 +540,12 @@ class Client:
         return w if w > 0 else 0
 
     def _exchange(self, x):
-        # A new message's first transmission goes through dtls.request(): on a continued
+        # The request's first message goes out through dtls.request(): on a continued
         # connection its server may have forgotten, that resumes or handshakes and sends the
-        # same bytes again. Retransmissions, ACKs and RSTs are plain sends (request() would
-        # take the answer to an earlier copy as an RTT sample of this one: Karn's rule);
-        # the waits are recv().
+        # same bytes again. Everything after is a plain send and the waits are recv(): once
+        # the server answered, silence is loss, which CoAP retransmission handles (request()
+        # on a continued connection resumes on any silence, and would take the answer to an
+        # earlier copy as an RTT sample of this one).
         d = self.dtls
         data = None
         while True:

@@ -202,8 +202,9 @@ def bound():
 
 class Server:
     """FakeServer over loopback UDP in a thread; handler(replies, message) answers each CoAP
-    message the client sends (drop_app: lose the next so many first). restart() forgets every
-    connection and session (a server process restarted)."""
+    message the client sends (drop_app: lose the next so many first; drop: the indexes in
+    app_data of those to lose). restart() forgets every connection and session (a server
+    process restarted)."""
 
     def __init__(self, handler):
         self.handler = handler
@@ -211,6 +212,7 @@ class Server:
         self.sock.settimeout(0.02)
         self.restart()
         self.drop_app = 0
+        self.drop = ()
         self.app_data = []  # every CoAP message that arrived, as bytes
         self.done = self.stopped = False
         _thread.start_new_thread(self._serve, ())
@@ -233,8 +235,8 @@ class Server:
                     if ctype != rl.CT_APPLICATION_DATA:
                         continue
                     self.app_data.append(plain)
-                    if self.drop_app:
-                        self.drop_app -= 1
+                    if self.drop_app or len(self.app_data) - 1 in self.drop:
+                        self.drop_app -= self.drop_app > 0
                         continue
                     r = Replies()
                     self.handler(r, coap.decode(plain))

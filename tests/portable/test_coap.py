@@ -400,6 +400,7 @@ def _block2(aio):
     c = Case(aio, block2_server(body, 2, etag=b"e1"))
     r = c.call("get", "/big", query="q=1")
     assert r.payload == body and r.code == 0x45 and r.etag == b"e1"
+    assert [s[2] for s in c.link.sent] == ["request", "send", "send"]  # dtls.request() for the first
     sent = c.link.messages()
     assert len(sent) == 3 and c.link.reserved == [0x1234ABCD, 0x1234ABCE, 0x1234ABCF]
     for i, m in enumerate(sent):  # each follow-up a new message: new MID and token, same options
@@ -607,7 +608,7 @@ def test_mid_and_token_come_from_the_counter():
 
 def test_usage_errors():
     c = Case(False, None)
-    for args, kw in ((("BREW", "/"), {}), ((1, "/"), {}), (("GET", b"/x"), {}), (("POST", "/", 5), {}),
+    for args, kw in ((("BREW", "/"), {}), ((1, "/"), {}), (("GET", b"/x"), {}), (("POST", "/", 5), {}), (("POST", "/", 0), {}),
                      (("GET", "/"), {"options": [(0, b"")]}), (("GET", "/"), {"options": [(70000, b"")]}),
                      (("GET", "/"), {"options": [11]}), (("GET", "/"), {"block_size": 100}),
                      (("GET", "/"), {"timeout_ms": 0}), (("GET", "/"), {"accept": -1}),
@@ -688,13 +689,21 @@ def test_over_dtlsclient_wakes_and_the_saved_counter():
         assert len(t) == 2 + 5 and len(set(t)) == len(t), t  # never a token (or MID) twice
         assert [coap.decode(p).mid for p in srv.app_data] == [v & 0xFFFF for v in t]
         assert t[1] == t[0] + 1 and t[6] == t[2] + 4  # consecutive within a wake
+        d = node.client()  # a block's request lost on a continued connection: a CoAP
+        srv.drop = (len(srv.app_data) + 1,)  # retransmission, not a DTLS fallback
+        cc = coap.Client(d, ack_timeout_ms=200)
+        r = cc.get("/big", timeout_ms=5000)
+        assert r.payload == BODY[:300] and cc.retransmissions == 1
+        assert d.wake_action == "continue" and d.stats.handshake_kind == "continued"
+        d.suspend()
+        t = _tokens(srv)
         srv.restart()  # the server forgot us: request() resumes and sends the same bytes again
         d = node.client()
         assert d.wake_action == "continue"
         seen = len(srv.app_data)
         r = coap.Client(d).get("/big", timeout_ms=5000)
         assert r.payload == BODY[:300] and d.stats.handshake_kind == "full"
-        assert len(srv.app_data) - seen == 2 and _tokens(srv)[-2] not in t  # the lost copies never reached FakeServer's new association
+        assert len(srv.app_data) - seen == 2 and _tokens(srv)[-2] not in t  # a new counter value
         d.close()
     finally:
         srv.close()
@@ -749,12 +758,15 @@ def test_over_asyncdtlsclient():
             d = node.client(AsyncDTLSClient)
             await d.connect()
             assert d.wake_action == "continue"
-            r = await coap.AsyncClient(d).fetch("/big", b"{}", timeout_ms=5000)
+            srv.drop = (len(srv.app_data) + 1,)  # the second block's request is lost once
+            cc = coap.AsyncClient(d, ack_timeout_ms=200)
+            r = await cc.fetch("/big", b"{}", timeout_ms=5000)
             assert r.payload == BODY[:100] and coap.decode(srv.app_data[-1]).payload == b"{}"
+            assert cc.retransmissions == 1 and d.stats.handshake_kind == "continued"  # no fallback
             await d.close()
 
         asyncio.run(main(d))
         t = _tokens(srv)
-        assert len(set(t)) == len(t) == 4
+        assert len(set(t)) == len(t) - 1 == 4, t  # the retransmission: the same message
     finally:
         srv.close()
