@@ -17,6 +17,9 @@
 # late response to a request of an earlier wake never matches a new one. ACKs and RSTs reuse
 # the server's MID.
 #
+# The DTLS client: a request's first message goes out through dtls.request() (the fallback of
+# a continued connection whose server forgot it), everything else through send() and recv().
+#
 # Bounds: timeout_ms bounds a whole request (every block; a DTLS fallback handshake inside
 # dtls.request() adds its own time); a reply larger than max_size is refused (CoAPError) before
 # it is kept. Malformed datagrams are dropped and counted (malformed), never raised.
@@ -240,7 +243,6 @@ class Exchange:
         self.cc = cc
         self.code = code
         self.options = options  # the request's, but block-wise ones
-        self.payload = payload  # what is left to send: b"" once an upload is over
         self.type = type
         self.end = now + timeout_ms
         self.done = None
@@ -253,7 +255,7 @@ class Exchange:
         self._num1 = None  # the Block1 block under way; None: no upload (or it is over)
         self.payload = b""
         self._new(now)  # the header and options alone, to see what room they leave
-        self.payload = payload
+        self.payload = payload  # what is left to send: b"" once an upload is over
         # a payload that does not fit the largest message one record carries (the DTLS MTU
         # less the record overhead) goes in the largest blocks that do, with Block1 (at most
         # 5 bytes more; RFC 7959 4); block_size (szx) caps them
