@@ -155,6 +155,13 @@ def test_get_time_and_the_index():
         assert "t:NON c:GET" in srv.output()
 
 
+def test_ipv6_uri():
+    with libcoap_server(host="::1") as srv:
+        p = cli("coaps://[::1]:%d/time" % srv.port, "--psk", srv.psk_hex, "-v")
+        assert p.returncode == 0 and p.stdout.startswith(b"2.05 Content\n"), (p.stdout, p.stderr)
+        assert "-> coaps://[::1]:%d/time" % srv.port in p.stderr
+
+
 def test_put_then_get_returns_the_value_post_delete_and_4_04():
     with libcoap_server() as srv:
         p = coap(srv, "/sensors/t", "-m", "put", "--send", "21.5", "-t", "text")
