@@ -1,11 +1,13 @@
 # One wake of a battery sensor node, the same on ESP32, the MicroPython unix port and CPython:
 # bring the network up, let dtls_lite's wake policy continue / resume / handshake, send one
-# reading, wait for the reply, save, sleep. PROTOCOL = "coap" makes the reading a CoAP request
-# (COAP_METHOD to COAP_PATH, dtls_lite/coap.py) and the reply its response; its message ID and
-# token come from the counter saved with the connection (DTLSClient.reserve_counter), so a
-# continued wake never repeats the last wake's message ID: servers that deduplicate (RFC 7252
-# 4.5: Californium, aiocoap, for 247 s) would answer it from their cache, not store the reading. What differs per platform (reset cause, RTC memory,
+# reading, wait for the reply, save, sleep. What differs per platform (reset cause, RTC memory,
 # WiFi, deep sleep) comes from a Board (ports/esp32/esp32board.py, ports/unix/unixboard.py).
+#
+# PROTOCOL = "coap" makes the reading a CoAP request (COAP_METHOD to COAP_PATH, dtls_lite/coap.py)
+# and the reply its response. Its message ID and token come from the counter saved with the
+# connection (DTLSClient.reserve_counter), so a continued wake never repeats the last wake's
+# message ID: a server that deduplicates (RFC 7252 4.5: Californium, aiocoap, for 247 s) would
+# answer it from its cache and drop the new reading.
 #
 # Failure policy: a wake never raises (only KeyboardInterrupt passes, so a developer at the
 # REPL can stop it). A WiFi or server failure is logged and reported, the stores keep what
@@ -64,7 +66,8 @@ _DEFAULTS = {
     "WIFI_TIMEOUT_MS": 15000,
     # Report the free heap (after gc.collect()) at the wake's steps: a measurement aid, off
     # by default because each collection costs CPU time on a node that wakes to do little.
-    "HEAP_REPORT": False,    # "dtls": the reading as one record, the server's reply (an echo server's) the answer;
+    "HEAP_REPORT": False,
+    # "dtls": the reading as one record, the server's reply (an echo server's) the answer;
     # "coap": a CoAP request over the connection, its response the answer (2.xx: ok).
     "PROTOCOL": "dtls",
     "COAP_METHOD": "POST",

@@ -4,8 +4,9 @@
 # Like `openssl s_client -dtls1_2 -psk`, plus saved state (--state, dtls_lite.store.FileStore):
 # the wake policy (dtls_lite/wake.py) continues the saved connection, resumes the session or
 # does a full handshake. Given a coaps:// URI it is a CoAP client instead, like libcoap's
-# coap-client (coapcli.py: one request, the response's code and payload on stdout). CPython only, like all of dtls_lite.desktop; argparse and traceback are
-# imported lazily so that the module still imports under MicroPython (tests/test_mpy.py).
+# coap-client (coapcli.py: one request, the response's code and payload on stdout).
+# CPython only, like all of dtls_lite.desktop; argparse and traceback are imported lazily so
+# that the module still imports under MicroPython (tests/test_mpy.py).
 import os
 
 from dtls_lite import __version__
