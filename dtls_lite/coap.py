@@ -51,7 +51,7 @@ _DEFAULT_MESSAGE = const(1152)  # RFC 7252 4.6: the message size when nothing be
 
 # Heap (MicroPython): every new name (attribute, argument, global) is a qstr that stays in
 # RAM, and a qstr pool that fills doubles; so this module reuses names the client already
-# interned (rto, end, _buf, _data, _last, ...) and keeps its tables in the functions.
+# interned (rto, end, repeats, _buf, _datagram, ...) and keeps its tables in the functions.
 
 
 class CoAPError(DTLSError):
@@ -247,7 +247,7 @@ class Exchange:
         self.end = now + timeout_ms
         self.done = None
         self._out = []
-        self._need = None  # then True until take() gave the first message
+        self._start = None  # then True until take() gave the first message
         self._szx2 = szx  # the Block2 size we ask for (None: the server's)
         self._num2 = 0
         self._buf = None  # the Block2 reply so far (and self.etag its first block's ETag)
@@ -260,7 +260,7 @@ class Exchange:
         # less the record overhead) goes in the largest blocks that do, with Block1 (at most
         # 5 bytes more; RFC 7959 4); block_size (szx) caps them
         conn = getattr(cc.dtls, "conn", None)
-        n = (_DEFAULT_MESSAGE if conn is None else conn.max_data_size) - len(self._data) - 1  # 0xFF
+        n = (_DEFAULT_MESSAGE if conn is None else conn.max_data_size) - len(self._datagram) - 1  # 0xFF
         if szx is not None and len(payload) > 16 << szx or len(payload) > n:
             n -= 5
             if szx is None:
@@ -272,7 +272,7 @@ class Exchange:
             self._szx1 = szx
             self._num1 = 0
         self._new(now, False)  # the same MID and token: the first message never went out
-        self._need = True
+        self._start = True
 
     def _new(self, now, new=True):
         """Encode the next message; new: a new one (a counter value for its MID and token,
@@ -285,8 +285,8 @@ class Exchange:
             self.retransmissions = 0
             self._schedule_ms = None  # when the next retransmission is due
             if self.type == CON:
-                r = cc._rng(2)  # the first timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * factor]
-                self.rto = cc.ack_timeout_ms + (cc._hi - cc.ack_timeout_ms) * (r[0] << 8 | r[1]) // 0xFFFF
+                r = cc.rng(2)  # the first timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * factor]
+                self.rto = cc.ack_timeout_ms + (cc.max_timeout_ms - cc.ack_timeout_ms) * (r[0] << 8 | r[1]) // 0xFFFF
                 self._schedule_ms = now + self.rto
             cc.sent += 1
         opts = self.options
@@ -300,16 +300,16 @@ class Exchange:
             payload = payload[n * s:(n + 1) * s]
         if self._szx2 is not None and not more:  # Block2 early, or the block wanted (RFC 7959 2.4)
             opts = opts + [(_O_BLOCK2, self._num2 << 4 | self._szx2)]
-        self._data = encode(self.type, self.code, self.mid, self.token, opts, payload)
-        if self._need is not None:  # a follow-up (a block): sent as any other message
-            self._out.append(self._data)
+        self._datagram = encode(self.type, self.code, self.mid, self.token, opts, payload)
+        if self._start is not None:  # a follow-up (a block): sent as any other message
+            self._out.append(self._datagram)
 
     def take(self):
         """(messages to send now, the request's first message if it is yet to go, or None)."""
         out = self._out
         self._out = []
-        new = self._data if self._need else None
-        self._need = False
+        new = self._datagram if self._start else None
+        self._start = False
         return out, new
 
     def timer(self):
@@ -334,7 +334,7 @@ class Exchange:
             self.retransmissions += 1
             self.rto *= 2
             self._schedule_ms = now + self.rto
-            self._out.append(self._data)
+            self._out.append(self._datagram)
             cc.sent += 1
             cc.retransmissions += 1
 
@@ -365,11 +365,11 @@ class Exchange:
                 # Ours gets an ACK, and so does a duplicate of one we ACKed (our ACK was lost,
                 # 4.5); any other CON a Reset (4.2): it stops the server retransmitting what
                 # nobody waits for. A NON that is not ours needs no word (4.3).
-                a = cc._last
+                a = cc.repeats
                 self._out.append(encode(ACK if ours or m.mid in a else RST, 0, m.mid))
                 cc.sent += 1
                 if ours:
-                    cc._last = a[-3:] + [m.mid]
+                    cc.repeats = a[-3:] + [m.mid]
             if not ours:
                 cc.ignored += 1
                 return
@@ -458,16 +458,16 @@ class Client:
         if rng is None:
             import os
             rng = os.urandom
-        self._rng = rng
+        self.rng = rng
         if clock is None:
             from dtls_lite.client import Clock
             clock = Clock().now
         self._clock = clock
         self.ack_timeout_ms = ack_timeout_ms
-        self._hi = int(ack_timeout_ms * ack_random_factor)  # the first timeout's top; the one float
+        self.max_timeout_ms = int(ack_timeout_ms * ack_random_factor)  # the first timeout's top
         self.max_retransmit = max_retransmit
         self.max_size = max_size
-        self._last = []  # the last MIDs of separate responses we ACKed: duplicates get it again
+        self.repeats = []  # the last MIDs of separate responses we ACKed: their repeats get it again
         self.sent = 0  # messages sent (retransmissions, ACKs and RSTs included)
         self.retransmissions = 0
         self.malformed = 0  # datagrams that were not CoAP, dropped
