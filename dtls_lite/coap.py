@@ -286,7 +286,8 @@ class Exchange:
             self._schedule_ms = None  # when the next retransmission is due
             if self.type == CON:
                 r = cc.rng(2)  # the first timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * factor]
-                self.rto = cc.ack_timeout_ms + (cc.max_timeout_ms - cc.ack_timeout_ms) * (r[0] << 8 | r[1]) // 0xFFFF
+                lo = cc.ack_timeout_ms
+                self.rto = lo + (cc.max_timeout_ms - lo) * (r[0] << 8 | r[1]) // 0xFFFF
                 self._schedule_ms = now + self.rto
             cc.sent += 1
         opts = self.options
@@ -481,8 +482,9 @@ class Client:
         _check_int("timeout_ms", timeout_ms, 1)
         try:
             # bytes, bytearray, memoryview or str (an int would make that many zero bytes)
-            payload = bytes(memoryview(b"" if payload is None else payload.encode() if isinstance(payload, str)
-                                       else payload))
+            if isinstance(payload, str):
+                payload = payload.encode()
+            payload = bytes(memoryview(b"" if payload is None else payload))
             code = ("get", "post", "put", "delete", "fetch", "patch", "ipatch").index(method.lower()) + 1
             szx = None if block_size is None else (16, 32, 64, 128, 256, 512, 1024).index(block_size)
             if not isinstance(path, (list, tuple)):  # a list: segments as they are ("/", "?")
