@@ -146,6 +146,7 @@ class Driver:
         self._past = [0, 0, 0, 0]  # datagrams/bytes sent/received by connections replaced this wake
         self._hs = [0, 0]  # handshake datagrams and bytes (both ways) this wake
         self._probing = False  # a continued connection whose server has not answered yet
+        self._answered = False  # the server sent data on this connection this wake: it is alive
         self.rto_ms = None  # what the continued connection's first request waited (request())
         self.retries = 0  # records request() sent again on a continued connection
         self._rq = None  # request(): [phase, data, timeout_ms, t0, clean, rto] of the one under way
@@ -384,7 +385,8 @@ class Driver:
         full handshake if the session is gone too) and send once more, waiting timeout_ms.
         The retry may deliver data twice, as the fallback always could, and a slow server may
         then answer twice: an application sending several requests per wake matches replies
-        to requests (e.g. CoAP message IDs and tokens)."""
+        to requests (e.g. CoAP message IDs and tokens). Once the server sent data on this
+        connection this wake, a request is a plain send and wait: its silence is loss."""
         reply = data
         rq = self._rq
         phase = rq[0]
@@ -392,7 +394,10 @@ class Driver:
         wait = rq[2]
         if phase == _RQ_START:
             phase = _RQ_LAST
-            if self.conn.stats.handshake_kind == "continued":
+            # Silence means "forgotten" only until the server answered once this wake; after
+            # that a lost datagram is loss (the application retransmits, e.g. CoAP 4.2), and a
+            # handshake for it would cost more than the retransmission.
+            if self.conn.stats.handshake_kind == "continued" and not self._answered:
                 phase = _RQ_EXCHANGE
                 if self._probing:
                     self._probing = False
@@ -487,6 +492,7 @@ class Driver:
                 break
             if ev[0] == cn.EVENT_DATA:
                 self._rx.append(ev[1])
+                self._answered = True
                 self._last_heard = int(self._wall())
             elif ev[0] == cn.EVENT_CONNECTED and self.conn.stats.handshake_kind != "continued":
                 self._last_heard = int(self._wall())

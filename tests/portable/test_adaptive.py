@@ -259,6 +259,25 @@ def test_no_timeout_still_waits_rto_then_resumes():
         srv.close()
 
 
+def test_silence_after_an_answer_this_wake_is_loss_not_a_forgotten_connection():
+    # a second request of a continued wake whose record is lost: the server already answered
+    # this wake, so no fallback handshake; request() returns None and the connection goes on
+    srv = UdpServer()
+    try:
+        node = Node(srv)
+        _learn(node, 1)
+        c = node.wake()
+        assert c.request(b"one", TIMEOUT_MS) == b"one"
+        srv.drop_app = 1
+        assert c.request(b"lost", 300) is None
+        assert c.request(b"three", TIMEOUT_MS) == b"three"
+        assert c.stats.handshake_kind == "continued" and c.wire["handshake_datagrams"] == 0
+        assert c.wake_action == "continue" and c.retries == 0
+        c.suspend()
+    finally:
+        srv.close()
+
+
 def test_lost_record_costs_a_retry_with_a_new_sequence_number():
     srv = UdpServer()
     try:
