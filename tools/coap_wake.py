@@ -112,8 +112,8 @@ def pause(point, mid, token):
 
 
 class Tap:
-    """What coap.Client sees as its DTLS client: the real one, with reserve_counter and the
-    first transmission of each new message (request) watched, for the report and the pauses."""
+    """What coap.Client sees as its DTLS client: the real one, with reserve_counter (every new
+    message, for the report) and request() (a request's first message, for the pause) watched."""
 
     def __init__(self, c, o, result):
         self._c = c
@@ -122,14 +122,18 @@ class Tap:
         self.conn = c.conn
 
     def reserve_counter(self, n=1):
+        # one value per new message (coap.py): MID = its low 16 bits, token = its 4 bytes;
+        # block-wise follow-ups go out through send(), so they are counted here, not in request()
         v = self._c.reserve_counter(n)
         self._result["counters"].append(v)
+        for i in range(n):
+            x = (v + i) & 0xFFFFFFFF
+            self._result["messages"].append({"mid": x & 0xFFFF, "token": x.to_bytes(4, "big").hex()})
         return v
 
     def request(self, data, timeout_ms):
         mid = data[2] << 8 | data[3]
         token = bytes(data[4:4 + (data[0] & 0x0F)])
-        self._result["messages"].append({"mid": mid, "token": token.hex()})
         if self._o["pause"] == "reserved":
             pause("reserved", mid, token)
         return self._c.request(data, timeout_ms)
