@@ -18,6 +18,11 @@ except ImportError:
                 sys.path.append(".peers/mp32/src/" + _d + "/extmod")
         import asyncio
 
+if sys.implementation.name == "micropython" and not hasattr(getattr(asyncio, "StreamReader", None), "readinto"):
+    # MicroPython 1.16 (the emulated ESP32's firmware): AsyncDTLSClient refuses it, and what
+    # follows would not even fit its heap; say why at once (tests/esp32emu: VERSION_BOUND)
+    raise ImportError("AsyncDTLSClient needs MicroPython 1.17 or newer (Stream.readinto)")
+
 from dtls_lite import record as rl
 from dtls_lite.aio import AsyncDTLSClient
 from dtls_lite.errors import HandshakeTimeout, UsageError
