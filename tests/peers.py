@@ -465,17 +465,21 @@ def pion_server(cookie=True, psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1
 
 
 @contextlib.contextmanager
-def coap_server(backend="openssl", psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1"):
+def coap_server(backend="openssl", psk_hex=PSK_HEX, identity=IDENTITY, host="127.0.0.1", resources=0,
+                verbose=4):
     """libcoap 4.3 `coap-server-<backend>` (openssl or gnutls): a CoAP server whose coaps
     (CoAP over DTLS, RFC 7252 9) port is .port; it accepts any identity with the PSK.
     Answers GET /time with 2.05 Content and the time, GET /.well-known/core with its links.
+    resources=N (`-d N`): a PUT or POST to an unknown path creates a resource, N at most.
+    verbose=7 logs every CoAP message ("v:1 t:CON c:PUT i:04b4 {01020304} [ Uri-Path:x ] :: 'p'").
     Its plain CoAP port (.port - 1) is also bound; tests never use it.
     """
     binary = find_binary("coap-server-" + backend)
     psk = bytes.fromhex(psk_hex)
 
     def argv(port):
-        return [binary, "-A", host, "-p", str(port - 1), "-k", psk.decode("latin-1"), "-v", "4"]
+        a = [binary, "-A", host, "-p", str(port - 1), "-k", psk.decode("latin-1"), "-v", str(verbose)]
+        return a + (["-d", str(resources)] if resources else [])
 
     with _serve("coap-" + backend, host, psk_hex, identity, argv, ports=2) as srv:
         yield srv

@@ -32,14 +32,8 @@ def libcoap_server(host="127.0.0.1"):
     """libcoap 4.3's coap-server-openssl (as peers.coap_server starts it) with -d 16 (PUT and
     POST to an unknown path create a resource, at most 16) and -v 7 (each CoAP message logged:
     "v:1 t:CON c:PUT i:04b4 {01020304} [ Uri-Path:sensors ] :: 'payload'")."""
-    binary = peers.find_binary("coap-server-openssl")
-    psk = bytes.fromhex(peers.PSK_HEX).decode("latin-1")
-
-    def argv(port):
-        return [binary, "-A", host, "-p", str(port - 1), "-k", psk, "-v", "7", "-d", "16"]
-
     try:
-        with peers._serve("coap-openssl", host, peers.PSK_HEX, peers.IDENTITY, argv, ports=2) as srv:
+        with peers.coap_server(host=host, resources=16, verbose=7) as srv:
             yield srv
     except peers.PeerUnavailable as e:
         pytest.fail(str(e), pytrace=False)

@@ -205,13 +205,7 @@ def libcoap_server(psk_hex, identity, host="127.0.0.1"):
     """libcoap 4.3's coap-server-openssl as tests/peers.py starts it, with -d 16 (a PUT to a
     new path creates the resource) and -v 7 (it logs every CoAP message: method, message ID,
     token, payload)."""
-    binary = peers.find_binary("coap-server-openssl")
-    psk = bytes.fromhex(psk_hex).decode("latin-1")
-
-    def argv(port):
-        return [binary, "-A", host, "-p", str(port - 1), "-k", psk, "-v", "7", "-d", "16"]
-
-    with peers._serve("coap-openssl", host, psk_hex, identity, argv, ports=2) as srv:
+    with peers.coap_server(psk_hex=psk_hex, identity=identity, host=host, resources=16, verbose=7) as srv:
         yield srv
 
 
