@@ -7,11 +7,7 @@ import os
 import socket
 import time
 
-import _thread
-
 from dtls_lite import coap
-from dtls_lite import record as rl
-from fakeserver import FakeServer
 
 ACK, CON, NON, RST = coap.ACK, coap.CON, coap.NON, coap.RST
 
@@ -215,9 +211,11 @@ class Server:
         self.drop = ()
         self.app_data = []  # every CoAP message that arrived, as bytes
         self.done = self.stopped = False
+        import _thread  # Server's imports: only tests/portable/test_coap_client.py needs them
         _thread.start_new_thread(self._serve, ())
 
     def restart(self):
+        from fakeserver import FakeServer
         self.srv = FakeServer(cookie=b"", session_id=os.urandom(32))
 
     def _serve(self):
@@ -232,7 +230,7 @@ class Server:
                 answer = srv.handle(data)
                 out = [b"".join(answer)] if answer else []
                 for ctype, plain in srv.received[n:]:
-                    if ctype != rl.CT_APPLICATION_DATA:
+                    if ctype != 23:  # application_data (RFC 5246 6.2.1)
                         continue
                     self.app_data.append(plain)
                     if self.drop_app or len(self.app_data) - 1 in self.drop:
