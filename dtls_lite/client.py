@@ -145,8 +145,10 @@ class Driver:
         self.wake_reason = None
         self._past = [0, 0, 0, 0]  # datagrams/bytes sent/received by connections replaced this wake
         self._hs = [0, 0]  # handshake datagrams and bytes (both ways) this wake
-        self._probing = False  # a continued connection whose server has not answered yet
-        self._answered = False  # the server sent data on this connection this wake: it is alive
+        # True: a continued connection whose first request has not gone yet; None: the server
+        # sent data on this connection this wake, it is alive (no new attribute: with one more
+        # interned name, a handshake no longer fit test_mp32's 70 KB heap from .mpy)
+        self._probing = False
         self.rto_ms = None  # what the continued connection's first request waited (request())
         self.retries = 0  # records request() sent again on a continued connection
         self._rq = None  # request(): [phase, data, timeout_ms, t0, clean, rto] of the one under way
@@ -397,7 +399,7 @@ class Driver:
             # Silence means "forgotten" only until the server answered once this wake; after
             # that a lost datagram is loss (the application retransmits, e.g. CoAP 4.2), and a
             # handshake for it would cost more than the retransmission.
-            if self.conn.stats.handshake_kind == "continued" and not self._answered:
+            if self.conn.stats.handshake_kind == "continued" and self._probing is not None:
                 phase = _RQ_EXCHANGE
                 if self._probing:
                     self._probing = False
@@ -492,7 +494,7 @@ class Driver:
                 break
             if ev[0] == cn.EVENT_DATA:
                 self._rx.append(ev[1])
-                self._answered = True
+                self._probing = None
                 self._last_heard = int(self._wall())
             elif ev[0] == cn.EVENT_CONNECTED and self.conn.stats.handshake_kind != "continued":
                 self._last_heard = int(self._wall())
