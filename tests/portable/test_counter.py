@@ -1,15 +1,49 @@
 # The application counter kept with the keys (keeper.Keeper.take, DTLSClient.reserve_counter):
 # CoAP message IDs and tokens (dtls_lite/coap.py) come from it, so a value is never handed out
 # twice across deep sleep, crashes, power cuts during a save and new handshakes. Both runtimes:
-# the keeper with a scripted Connection, then DTLSClient wakes over loopback UDP against the
-# threaded FakeServer of test_adaptive.
+# the keeper with a Connection restored from a made-up state (no handshake: its code and the
+# scripted server would not fit the emulated ESP32's heap beside this module), then DTLSClient
+# wakes over loopback UDP against the threaded FakeServer of test_adaptive.
+from dtls_lite import connection as cn
+from dtls_lite import record as rl
 from dtls_lite import state
 from dtls_lite.errors import ConnectionClosed, UsageError
 from dtls_lite.keeper import COUNTER_RESERVE, Keeper
 from dtls_lite.store import MemoryStore
-from fakeserver import IDENTITY, PSK, Rng
-from helpers import raises
-from test_keeper import LOCAL, SERVER, connected, keeper
+
+IDENTITY = b"Client_identity"
+PSK = b"secretPSK"
+SERVER = (b"\x7f\x00\x00\x01", 5684)
+LOCAL = (b"\x7f\x00\x00\x02", 40000)
+
+
+def Rng(seed):
+    """A deterministic stand-in for os.urandom (this module's own: fakeserver's is heavier)."""
+    return lambda n: bytes((seed * 37 + i) & 0xFF for i in range(n))
+
+
+def raises(exc, fn, *args):
+    try:
+        fn(*args)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised" % exc.__name__)
+
+
+def keeper(store=None):
+    return Keeper(IDENTITY, PSK, SERVER, store if store is not None else MemoryStore(), None, None,
+                  lambda: 1000)
+
+
+def connected():
+    """A connected Connection: the keeper needs only its session and epoch."""
+    suite = rl.SUITE_PSK_AES_128_CCM_8
+    st = state.SavedState(session_id=b"\x5a" * 32, master_secret=b"\x01" * 48, suite=suite, ems=True,
+                          has_connection=True, epoch=1, key_block=bytes(rl.key_block_len(suite)))
+    c = cn.Connection(IDENTITY, PSK, rng=Rng(3))
+    c.restore(st, 0)
+    assert c.state == cn.ST_CONNECTED
+    return c
 
 
 def stored(k):
