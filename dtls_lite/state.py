@@ -128,7 +128,14 @@ def ip_bytes(text):
     Zone IDs ("%eth0"), leading zeros in IPv4 parts and anything else odd: UsageError."""
     if _is_bytes(text) and len(text) in (4, 16):
         return bytes(text)
-    from dtls_lite import ipaddr  # text: only when an address is given as text
+    try:
+        from dtls_lite import ipaddr  # text: only when an address is given as text
+    except BaseException:
+        # MicroPython keeps a module whose import failed part way (MemoryError) in
+        # sys.modules, without its functions: drop it, so that a later call imports it again
+        import sys
+        sys.modules.pop("dtls_lite.ipaddr", None)
+        raise
     return ipaddr.parse(text)
 
 
