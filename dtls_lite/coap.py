@@ -548,8 +548,8 @@ class Client:
         # connection its server may have forgotten, that resumes or handshakes and sends the
         # same bytes again. Everything after is a plain send and the waits are recv(): once
         # the server answered, silence is loss, which CoAP retransmission handles (request()
-        # on a continued connection resumes on any silence, and would take the answer to an
-        # earlier copy as an RTT sample of this one).
+        # on a continued connection not yet answered this wake resumes on silence, and would
+        # take the answer to an earlier copy as an RTT sample of this one).
         d = self.dtls
         data = None
         while True:
