@@ -4,10 +4,9 @@
 # Server is the real thing's counterpart: fakeserver.FakeServer (DTLS) behind loopback UDP in
 # a thread, the same scripted CoAP servers inside its records.
 import os
-import socket
-import time
 
 from dtls_lite import coap
+from udp import bound, sleep_ms as _sleep_ms  # noqa: F401 (bound: test_coap_client's)
 
 ACK, CON, NON, RST = coap.ACK, coap.CON, coap.NON, coap.RST
 
@@ -172,28 +171,6 @@ class Replies:
 
     def reply(self, data, delay_ms=0):
         self.out.append(data)
-
-
-def _sleep_ms(ms):
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
-
-
-def bound():
-    """A UDP socket bound to a free loopback port, and the port (MicroPython has no
-    getsockname(): try random ones)."""
-    for _ in range(50):
-        b = os.urandom(2)
-        port = 20000 + ((b[0] << 8) | b[1]) % 30000
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
-            return s, port
-        except OSError:
-            s.close()
-    raise AssertionError("no free port")
 
 
 class Server:

@@ -3,8 +3,6 @@
 # the scripted FakeServer run in a thread (a server that restarts, is slow, or loses a record).
 # Each wake is a new DTLSClient on the same store and local port, as a node's wakes are.
 import os
-import socket
-import time
 
 import _thread
 
@@ -14,22 +12,9 @@ from dtls_lite.client import DTLSClient
 from dtls_lite.store import MemoryStore
 from fakeserver import IDENTITY, PSK, FakeServer, Rng, records
 from test_keeper import LOCAL, SERVER, keeper
+from udp import bound as _bound, ms as _ms, sleep_ms as _sleep_ms  # test_aio imports them from here too
 
 TIMEOUT_MS = 2000  # the application's timeout: what a continued wake waited before
-
-
-def _ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.monotonic() * 1000)
-
-
-def _sleep_ms(ms):
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
 
 
 # ---- the estimate, fake numbers ----------------------------------------------------------------
@@ -153,21 +138,6 @@ class UdpServer:
                 break
             _sleep_ms(10)
         self.sock.close()
-
-
-def _bound():
-    """A UDP socket bound to a free loopback port, and the port (MicroPython has no
-    getsockname(): try random ones)."""
-    for _ in range(50):
-        b = os.urandom(2)
-        port = 20000 + ((b[0] << 8) | b[1]) % 30000
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
-            return s, port
-        except OSError:
-            s.close()
-    raise AssertionError("no free port")
 
 
 class Node:
