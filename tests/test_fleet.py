@@ -32,9 +32,11 @@ def test_a_thousand_nodes_against_pion(tmp_path):
     assert k["full"]["wakes"] >= 1000 and k["full"]["handshakes"] == k["full"]["wakes"]
     assert 800 <= k["continue"]["wakes"] < 1000 and k["continue"]["handshakes"] == k["continue"]["fallbacks"]
     assert k["abbreviated"]["wakes"] > 0 and k["abbreviated"]["hs_kinds"].get("abbreviated", 0) > 0
-    # a continued wake: one record each way, 29 bytes of DTLS on top of the reading
-    cont = k["continue"]
-    assert cont["datagrams"] == 2 * cont["wakes"] and cont["bytes_up"] < 60 * cont["wakes"]
+    # a continued wake: one record each way, 29 bytes of DTLS on top of the reading. Under load a
+    # late reply makes a wake fall back to a handshake (counted above); the others are exact.
+    cont, quiet = k["continue"], k["continue"]["no_handshake"]
+    assert quiet["wakes"] + cont["handshakes"] == cont["wakes"] and quiet["wakes"] >= 0.9 * cont["wakes"]
+    assert quiet["datagrams"] == 2 * quiet["wakes"] and quiet["bytes_up"] < 60 * quiet["wakes"]
     assert r["wakes_per_s"] > 0 and 0 < r["client_cpu_ms_per_wake"] < 50 and r["server_cpu_ms_per_wake"] > 0
     for word in ("wake kind", "full", "abbreviated", "continue", "total", "wakes/s", "client CPU"):
         assert word in text

@@ -77,7 +77,9 @@ def free_port(hosts):
 class Stats:
     def __init__(self):
         self.rows = dict((k, {"wakes": 0, "failed": 0, "handshakes": 0, "fallbacks": 0, "hs_kinds": {},
-                              "datagrams": 0, "bytes_up": 0, "bytes_down": 0, "ms": [], "errors": {}})
+                              "datagrams": 0, "bytes_up": 0, "bytes_down": 0, "ms": [], "errors": {},
+                              # the wakes that sent no handshake datagram, and their traffic
+                              "no_handshake": {"wakes": 0, "datagrams": 0, "bytes_up": 0}})
                          for k in KINDS)
 
     def add(self, policy, c, ok, ms, error=None):
@@ -97,6 +99,11 @@ class Stats:
         if w["handshake_datagrams"] and kind:
             row["handshakes"] += 1
             row["hs_kinds"][kind] = row["hs_kinds"].get(kind, 0) + 1
+        elif not w["handshake_datagrams"]:
+            q = row["no_handshake"]
+            q["wakes"] += 1
+            q["datagrams"] += w["datagrams_sent"] + w["datagrams_received"]
+            q["bytes_up"] += w["bytes_sent"]
         if policy == "continue" and c.wake_reason == "the continued connection got no reply":
             row["fallbacks"] += 1
 
