@@ -13,7 +13,7 @@ import time
 
 from dtls_lite import connection as cn
 from dtls_lite import wake
-from dtls_lite.compat import MICROPYTHON, const
+from dtls_lite.compat import MICROPYTHON, const, need
 from dtls_lite.errors import ConnectionClosed, HandshakeTimeout, UsageError
 
 # The receive buffer. On MicroPython, where it is heap a node carries all the time: the largest
@@ -94,8 +94,7 @@ def _addr_key(sockaddr):
     """(ip bytes, port) of a resolved address: a tuple on CPython and ESP32, raw bytes on
     the MicroPython unix port."""
     if isinstance(sockaddr, tuple):
-        from dtls_lite.state import ip_bytes
-        return ip_bytes(sockaddr[0]), sockaddr[1]
+        return need("dtls_lite.state").ip_bytes(sockaddr[0]), sockaddr[1]
     a = socket.sockaddr(sockaddr)
     return bytes(a[1]), a[2]
 
@@ -155,8 +154,7 @@ class Driver:
         self._keeper = None
         self._counter = None  # reserve_counter() without a store: in memory only
         if store is not None or session_store is not None:
-            from dtls_lite.keeper import Keeper
-            self._keeper = Keeper(self.conn.identity, psk, _addr_key(self.server), store, session_store,
+            self._keeper = need("dtls_lite.keeper", "dtls_lite.state").Keeper(self.conn.identity, psk, _addr_key(self.server), store, session_store,
                                   auto_handshake_timeout_s, self._wall)
         if socket_factory is not None and not callable(socket_factory):
             raise UsageError("socket_factory must be a function: socket_factory(family) -> socket")
@@ -323,8 +321,7 @@ class Driver:
             self._handle_events()
             return False
         if action == wake.ABBREVIATED:
-            from dtls_lite.keeper import session_of
-            self._handshake(session_of(saved))
+            self._handshake(need("dtls_lite.keeper").session_of(saved))
         else:
             self._handshake()
         return True
@@ -512,7 +509,7 @@ class Driver:
         the wake policy continues a connection only from the same address and port."""
         if self._keeper is None:
             return None
-        from dtls_lite.state import ip_bytes
+        ip_bytes = need("dtls_lite.state").ip_bytes
         if local is not None:
             return ip_bytes(local[0]), local[1]
         if bind is None or not bind[1]:

@@ -12,7 +12,7 @@
 from dtls_lite import crypto
 from dtls_lite import handshake as hs
 from dtls_lite import record as rl
-from dtls_lite.compat import attrs, const, put_attrs
+from dtls_lite.compat import attrs, const, need, put_attrs
 from dtls_lite.errors import HandshakeTimeout, ProtocolError
 from dtls_lite import flight as fl
 from dtls_lite.reassembly import Reassembly
@@ -125,7 +125,7 @@ class ClientHandshake:
         answered a ClientHello that carried its cookie with another HelloVerifyRequest, else
         HandshakeTimeout saying what was seen (dtls_lite/rare.py builds both)."""
         try:
-            from dtls_lite import rare
+            rare = need("dtls_lite.rare")
         except MemoryError:  # loaded from .mpy it needs a few KB: still a HandshakeTimeout
             return HandshakeTimeout("no answer from server after %d retransmissions" % self.flight.retransmits)
         return rare.timeout_error(self)
@@ -174,8 +174,7 @@ class ClientHandshake:
         c = self.conn
         if desc != 0 and level != _LEVEL_FATAL:
             return
-        from dtls_lite import rare
-        err = rare.alert_error(level, desc, self.sent_finished())
+        err = need("dtls_lite.rare").alert_error(level, desc, self.sent_finished())
         if desc != 0 and c.read_state.epoch > 0:
             c.fail(err, None)  # authenticated: it is the server's word
             return
@@ -345,8 +344,7 @@ class ClientHandshake:
         if self.hello_verify_count >= _MAX_HELLO_VERIFY:
             # No alert: the cookie exchange keeps no state on the server (RFC 6347 4.2.1) and
             # an epoch-0 alert proves nothing; it would only cost a datagram of radio time.
-            from dtls_lite import rare
-            self.conn.fail(rare.storm_error(self), None)
+            self.conn.fail(need("dtls_lite.rare").storm_error(self), None)
             return
         if not new:
             self.recv_seq = None  # a duplicate: our ClientHello with this cookie is already out

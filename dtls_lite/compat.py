@@ -1,5 +1,7 @@
 # Runtime differences between MicroPython and CPython, in one place.
 # Never imports anything heavy; never touches I/O.
+import sys
+
 try:
     from micropython import const  # noqa: F401
     MICROPYTHON = True
@@ -42,3 +44,33 @@ def put_attrs(obj, saved, class_defaults):
                 setattr(obj, k, v)
     for k in saved:
         setattr(obj, k, saved[k])
+
+
+def need(name, *also):
+    """Module `name`, imported on first use (the lazy imports of dtls_lite). MicroPython keeps a
+    module whose import failed part way (a MemoryError on a small heap) in sys.modules, half
+    made: every later import of it would fail ("can't import name"). On a failure drop it and
+    those of `also` (what its import loads first) that this call was loading, so the next call
+    imports them afresh."""
+    m = sys.modules.get(name)
+    if m is not None:
+        return m
+    new = [n for n in (name,) + also if n not in sys.modules]
+    try:
+        __import__(name)
+    except BaseException:
+        drop_modules(new)
+        raise
+    return sys.modules[name]
+
+
+def drop_modules(names):
+    """Forget the modules `names` (and the package's attribute for each): the next import of
+    one loads it again."""
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+        i = name.rfind(".")
+        pkg = sys.modules.get(name[:i]) if i > 0 else None
+        if pkg is not None and hasattr(pkg, name[i + 1:]):
+            delattr(pkg, name[i + 1:])  # its package's own reference to it

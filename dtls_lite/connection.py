@@ -11,11 +11,9 @@
 #   (RFC 6347 4.1.2.7), never raised.
 # - Peer failures close the connection and surface as an EVENT_CLOSED carrying the error
 #   (also kept in .error); API misuse raises UsageError at once.
-import sys
-
 from dtls_lite import crypto
 from dtls_lite import record as rl
-from dtls_lite.compat import MICROPYTHON, attrs, const, put_attrs
+from dtls_lite.compat import MICROPYTHON, attrs, const, drop_modules, need, put_attrs
 from dtls_lite.errors import ConnectionClosed, DTLSError, ProtocolError, UsageError
 from dtls_lite.session import Session, resumable  # noqa: F401 - Session: public here since 0.1
 
@@ -106,8 +104,7 @@ class Connection:
         if suites is None:
             suites = rl.supported_suites()
         else:
-            from dtls_lite import rare  # rare paths live there: no heap for them otherwise
-            suites = rare.check_suites(suites)
+            suites = need("dtls_lite.rare").check_suites(suites)  # rare paths: no heap otherwise
         _check_int("mtu", mtu, 128, 16384)
         _check_int("initial_timeout_ms", initial_timeout_ms, 1, None)
         _check_int("max_timeout_ms", max_timeout_ms, initial_timeout_ms, None)
@@ -118,8 +115,7 @@ class Connection:
                                                            max_retransmits)
         _check_int("handshake_timeout_ms", handshake_timeout_ms, 1, None)
         if rng is not None:
-            from dtls_lite import rare
-            rng = rare.checked_rng(rng)
+            rng = need("dtls_lite.rare").checked_rng(rng)
         if session is not None and not isinstance(session, Session):
             raise UsageError("session must be a connection.Session or None")
         if cid is not None and (not isinstance(cid, (bytes, bytearray)) or len(cid) > 255):
@@ -156,7 +152,7 @@ class Connection:
             # MicroPython keeps a module whose import failed part way (a MemoryError on a
             # small heap) in sys.modules, half made: every later handshake would then fail
             # with "can't import name". Drop it so that the next one imports it afresh.
-            _drop_modules(_HANDSHAKE_MODULES)
+            drop_modules(_HANDSHAKE_MODULES)
             raise
         self.now_ms = now_ms
         self.stats.handshake_started_ms = now_ms
@@ -293,8 +289,8 @@ class Connection:
         _check_ms(now_ms)
         if self.state != ST_IDLE:
             raise UsageError("restore() on a connection that is already in use")
-        from dtls_lite import state  # only with a store, which loads it anyway
-        session, epoch = state.to_live(saved, self.suites, self._rng)
+        # only with a store, which loads it anyway
+        session, epoch = need("dtls_lite.state").to_live(saved, self.suites, self._rng)
         self.now_ms = now_ms
         self.stats.handshake_started_ms = now_ms
         self.connected("continued", session, epoch, None, None)
@@ -306,9 +302,8 @@ class Connection:
         Without a usable connection (closed, or not yet connected) only the session is kept."""
         if self.handshake_in_flight:
             raise UsageError("snapshot() while a handshake is in flight")
-        from dtls_lite import state
         live = self.state == ST_CONNECTED and self.write_state.epoch > 0
-        return state.from_live(self.session, self.epoch if live else None, reserve)
+        return need("dtls_lite.state").from_live(self.session, self.epoch if live else None, reserve)
 
     # ---- what the handshake (dtls_lite/client_handshake.py) calls ---------------------------
 
@@ -475,8 +470,7 @@ class Connection:
             self._send_alert(_LEVEL_WARNING, _ALERT_CLOSE_NOTIFY)
             self._closed(None)  # receive() flushes
         elif level == _LEVEL_FATAL:
-            from dtls_lite import rare
-            self._closed(rare.alert_error(level, desc, False))
+            self._closed(need("dtls_lite.rare").alert_error(level, desc, False))
 
     def _send_alert(self, level, desc):
         self.queue_record(self.write_state.protect(rl.CT_ALERT, bytes((level, desc))))
@@ -497,7 +491,7 @@ class Connection:
             return
         self.handshake = None
         if self.drop_handshake_code:
-            _drop_modules(_HANDSHAKE_MODULES)
+            drop_modules(_HANDSHAKE_MODULES)
 
     def _checkpoint(self):
         """What receive() may change during a handshake: our attributes, the stats', and
@@ -512,15 +506,6 @@ class Connection:
         self._events = saved[3]
         self._out = saved[4]
 
-
-def _drop_modules(names):
-    pkg = sys.modules.get("dtls_lite")
-    for name in names:
-        if name in sys.modules:
-            del sys.modules[name]
-            short = name[10:]  # after "dtls_lite."
-            if pkg is not None and hasattr(pkg, short):
-                delattr(pkg, short)  # the package's own reference to it
 
 
 def _hex(b):

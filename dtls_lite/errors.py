@@ -61,5 +61,6 @@ class StateError(DTLSError):
 
 
 def alert_name(description):
-    from dtls_lite.alerts import ALERT_NAMES  # only for messages: not loaded otherwise
-    return ALERT_NAMES.get(description, "alert_%d" % description)
+    from dtls_lite.compat import need
+    # only for messages: not loaded otherwise
+    return need("dtls_lite.alerts").ALERT_NAMES.get(description, "alert_%d" % description)

@@ -43,7 +43,7 @@ import struct
 
 from dtls_lite import crypto
 from dtls_lite import record as rl
-from dtls_lite.compat import const
+from dtls_lite.compat import const, need
 from dtls_lite.errors import StateError, UsageError
 from dtls_lite.session import Epoch, Session
 
@@ -128,15 +128,7 @@ def ip_bytes(text):
     Zone IDs ("%eth0"), leading zeros in IPv4 parts and anything else odd: UsageError."""
     if _is_bytes(text) and len(text) in (4, 16):
         return bytes(text)
-    try:
-        from dtls_lite import ipaddr  # text: only when an address is given as text
-    except BaseException:
-        # MicroPython keeps a module whose import failed part way (MemoryError) in
-        # sys.modules, without its functions: drop it, so that a later call imports it again
-        import sys
-        sys.modules.pop("dtls_lite.ipaddr", None)
-        raise
-    return ipaddr.parse(text)
+    return need("dtls_lite.ipaddr").parse(text)  # text: only when an address is given as text
 
 
 def dump(key, st):
@@ -236,7 +228,7 @@ def load(key, blob, server):
     if problem is not None:
         raise StateError("inconsistent fields: " + problem)
     if server is not None and st.server != server:
-        from dtls_lite.ipaddr import show
+        show = need("dtls_lite.ipaddr").show
         raise StateError("made for another server (%s, not %s)" % (show(st.server), show(server)))
     return st
 
