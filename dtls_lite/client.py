@@ -154,8 +154,9 @@ class Driver:
         self._keeper = None
         self._counter = None  # reserve_counter() without a store: in memory only
         if store is not None or session_store is not None:
-            self._keeper = need("dtls_lite.keeper", "dtls_lite.state").Keeper(self.conn.identity, psk, _addr_key(self.server), store, session_store,
-                                  auto_handshake_timeout_s, self._wall)
+            keeper = need("dtls_lite.keeper", "dtls_lite.state")
+            self._keeper = keeper.Keeper(self.conn.identity, psk, _addr_key(self.server), store, session_store,
+                                         auto_handshake_timeout_s, self._wall)
         if socket_factory is not None and not callable(socket_factory):
             raise UsageError("socket_factory must be a function: socket_factory(family) -> socket")
         self._sock = socket_factory(family) if socket_factory else socket.socket(family, socket.SOCK_DGRAM)

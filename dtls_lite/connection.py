@@ -507,7 +507,6 @@ class Connection:
         self._out = saved[4]
 
 
-
 def _hex(b):
     return "".join("%02x" % x for x in b)  # bytes.hex() is missing in MicroPython 1.16
 
