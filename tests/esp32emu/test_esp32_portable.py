@@ -39,8 +39,8 @@ HEAP_BOUND = {
     ("test_coap_client", "test_over_asyncdtlsclient"): _SERVER_AND_CLIENT,
     ("test_coap_client", "test_over_dtlsclient_lost_request_retransmitted"): _SERVER_AND_CLIENT,
     ("test_coap_client", "test_over_dtlsclient_wakes_and_the_saved_counter"): _SERVER_AND_CLIENT,
-    ("test_counter", "test_client_app_data_and_misuse"): _SERVER_AND_CLIENT,
-    ("test_counter", "test_client_counter_across_wakes_restart_and_no_extra_store_write"):
+    ("test_counter_client", "test_client_app_data_and_misuse"): _SERVER_AND_CLIENT,
+    ("test_counter_client", "test_client_counter_across_wakes_restart_and_no_extra_store_write"):
         _SERVER_AND_CLIENT,
     ("test_crypto", "test_ccm_bad_arguments"): _CCM_64K + " (seals 65535 bytes)",
     ("test_crypto", "test_ccm_sp800_38c_example_4_long_aad"): _CCM_64K + " (a 65536-byte aad)",
