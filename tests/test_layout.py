@@ -105,11 +105,10 @@ def test_no_private_names_of_other_objects():
     assert not bad, bad
 
 
-def test_a_wake_imports_no_handshake_code_at_module_level():
-    # What a continued wake loads (client, keeper, state, store, wake, connection and below)
-    # must not pull the handshake in: connection.py imports it inside connect() only.
-    mods = _modules()
-    graph = dict((m, _imports(t, True) & set(mods)) for m, t in mods.items())
+def _reached_by_a_wake(mods, top_level_only):
+    """The modules a wake's imports reach (client, keeper, store, state and what they import:
+    at module level only, or lazily too), and the import graph."""
+    graph = dict((m, _imports(t, top_level_only) & set(mods)) for m, t in mods.items())
     seen = set()
     todo = ["dtls_lite.client", "dtls_lite.keeper", "dtls_lite.store", "dtls_lite.state"]
     while todo:
@@ -117,6 +116,13 @@ def test_a_wake_imports_no_handshake_code_at_module_level():
         if m not in seen:
             seen.add(m)
             todo.extend(graph[m])
+    return seen, graph
+
+
+def test_a_wake_imports_no_handshake_code_at_module_level():
+    # What a continued wake loads (client, keeper, state, store, wake, connection and below)
+    # must not pull the handshake in: connection.py imports it inside connect() only.
+    seen = _reached_by_a_wake(_modules(), True)[0]
     assert not HANDSHAKE_CODE & seen, sorted(HANDSHAKE_CODE & seen)
     assert "dtls_lite.connection" in seen and "dtls_lite.record" in seen
 
@@ -125,14 +131,7 @@ def test_the_blocking_client_never_imports_the_async_one():
     # issue 16: AsyncDTLSClient builds on client.Driver; the blocking client, the one a device
     # runs, must not load dtls_lite/aio.py (nor asyncio) anywhere, not even lazily.
     mods = _modules()
-    graph = dict((m, _imports(t, False) & set(mods)) for m, t in mods.items())
-    seen = set()
-    todo = ["dtls_lite.client", "dtls_lite.keeper", "dtls_lite.store", "dtls_lite.state"]
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo.extend(graph[m])
+    seen, graph = _reached_by_a_wake(mods, False)
     assert "dtls_lite.connection" in seen and "dtls_lite.client_handshake" in seen
     assert "dtls_lite.aio" not in seen
     assert [m for m in mods if "dtls_lite.aio" in graph[m]] == []  # no module of the package uses it
