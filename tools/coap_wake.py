@@ -38,34 +38,21 @@ from runtime import say, ticks_diff, ticks_us  # noqa: E402  (also puts the repo
 
 from dtls_lite.client import DTLSClient  # noqa: E402
 from dtls_lite.store import FileStore  # noqa: E402
+from wake import FLAGS, base_options, common_option, failed, report  # noqa: E402  (the options and report every wake tool shares)
 
 PAUSE_MAX_S = 60
 
 
-def _hostport(v):
-    h, p = v.rsplit(":", 1)
-    return h.strip("[]"), int(p)
-
-
 def parse(argv):
-    if len(argv) < 4:
-        raise SystemExit("usage: coap_wake.py HOST PORT IDENTITY PSK_HEX --state FILE [options]")
-    o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
-         "state": None, "bind": None, "local": None, "force": False, "close": False, "reqs": [],
-         "raw_mid": None, "raw_token": b"\x77", "reply_ms": 2000, "options": {}, "coap": {},
-         "pause": None}
+    o = base_options(argv, "coap_wake.py", reqs=[], raw_mid=None, raw_token=b"\x77", coap={}, pause=None)
     i = 4
     while i < len(argv):
         a = argv[i]
         v = argv[i + 1] if i + 1 < len(argv) else None
         w = argv[i + 2] if i + 2 < len(argv) else None
         i += 2
-        if a == "--state":
-            o["state"] = v
-        elif a == "--bind":
-            o["bind"] = _hostport(v)
-        elif a == "--local":
-            o["local"] = _hostport(v)
+        if common_option(o, a, v):
+            pass
         elif a in ("--post", "--put", "--raw-post"):
             o["reqs"].append((a[2:].upper(), v, w.encode()))
             i += 1
@@ -75,12 +62,6 @@ def parse(argv):
             o["raw_mid"] = int(v)
         elif a == "--raw-token":
             o["raw_token"] = bytes.fromhex(v)
-        elif a == "--reply-ms":
-            o["reply_ms"] = int(v)
-        elif a == "--timeout-ms":
-            o["options"]["initial_timeout_ms"] = int(v)
-        elif a == "--retransmits":
-            o["options"]["max_retransmits"] = int(v)
         elif a == "--ack-timeout-ms":
             o["coap"]["ack_timeout_ms"] = int(v)
         elif a == "--max-retransmit":
@@ -91,8 +72,8 @@ def parse(argv):
             if v not in ("reserved", "replied"):
                 raise SystemExit("--pause-at reserved|replied")
             o["pause"] = v
-        elif a in ("--force-resume", "--close"):
-            o[{"--force-resume": "force", "--close": "close"}[a]] = True
+        elif a in FLAGS:
+            o[FLAGS[a]] = True
             i -= 1
         else:
             raise SystemExit("unknown option " + a)
@@ -241,21 +222,10 @@ def run(o):
         else:
             c.suspend()
         result["ok"] = True
-    except Exception as e:  # reported, not raised: the caller checks the error type and text
-        result["ok"] = False
-        result["error"] = type(e).__name__
-        result["message"] = str(e)
-        if c is not None:
-            c.suspend()  # saves only what is safe
+    except Exception as e:
+        failed(result, e, c)
     result["wall_us"] = ticks_diff(ticks_us(), t0)
-    if c is not None:
-        result["action"] = c.wake_action
-        result["reason"] = c.wake_reason
-        result["state_error"] = None if c.state_error is None else str(c.state_error)
-        result["stats"] = c.stats.as_dict()
-        result["wire"] = c.wire
-        result["retries"] = c.retries
-    return result
+    return report(c, result)
 
 
 if __name__ == "__main__":

@@ -28,32 +28,50 @@ def _hostport(v):
     return h.strip("[]"), int(p)
 
 
-def parse(argv):
+FLAGS = {"--force-resume": "force", "--close": "close"}  # options without a value
+
+
+def base_options(argv, tool, **more):
+    """The options every wake tool (this one, coap_wake.py) takes, at their defaults, and `more`."""
     if len(argv) < 4:
-        raise SystemExit("usage: wake.py HOST PORT IDENTITY PSK_HEX --state FILE [options]")
+        raise SystemExit("usage: %s HOST PORT IDENTITY PSK_HEX --state FILE [options]" % tool)
     o = {"host": argv[0], "port": int(argv[1]), "identity": argv[2].encode(), "psk": bytes.fromhex(argv[3]),
-         "state": None, "bind": None, "local": None, "force": False, "send": [], "reply_ms": 2000,
-         "options": {}, "keylog": None, "close": False, "suites": [], "tries": 1,
-         "aio": False, "tick_ms": None}
+         "state": None, "bind": None, "local": None, "force": False, "close": False, "reply_ms": 2000,
+         "options": {}}
+    o.update(more)
+    return o
+
+
+def common_option(o, a, v):
+    """Take option `a` with value `v` if every wake tool has it; False if it is not one of those."""
+    if a == "--state":
+        o["state"] = v
+    elif a == "--bind":
+        o["bind"] = _hostport(v)
+    elif a == "--local":
+        o["local"] = _hostport(v)
+    elif a == "--reply-ms":
+        o["reply_ms"] = int(v)
+    elif a == "--timeout-ms":
+        o["options"]["initial_timeout_ms"] = int(v)
+    elif a == "--retransmits":
+        o["options"]["max_retransmits"] = int(v)
+    else:
+        return False
+    return True
+
+
+def parse(argv):
+    o = base_options(argv, "wake.py", send=[], keylog=None, suites=[], tries=1, aio=False, tick_ms=None)
     i = 4
     while i < len(argv):
         a = argv[i]
         v = argv[i + 1] if i + 1 < len(argv) else None
         i += 2
-        if a == "--state":
-            o["state"] = v
-        elif a == "--bind":
-            o["bind"] = _hostport(v)
-        elif a == "--local":
-            o["local"] = _hostport(v)
+        if common_option(o, a, v):
+            pass
         elif a == "--send":
             o["send"].append(v.encode())
-        elif a == "--reply-ms":
-            o["reply_ms"] = int(v)
-        elif a == "--timeout-ms":
-            o["options"]["initial_timeout_ms"] = int(v)
-        elif a == "--retransmits":
-            o["options"]["max_retransmits"] = int(v)
         elif a == "--idle-s":
             o["options"]["auto_handshake_timeout_s"] = int(v)
         elif a == "--suite":
@@ -64,8 +82,8 @@ def parse(argv):
             o["keylog"] = v
         elif a == "--tick-ms":
             o["tick_ms"] = int(v)
-        elif a in ("--force-resume", "--close", "--aio"):
-            o[{"--force-resume": "force", "--close": "close", "--aio": "aio"}[a]] = True
+        elif a in FLAGS or a == "--aio":
+            o[FLAGS.get(a, "aio")] = True
             i -= 1
         else:
             raise SystemExit("unknown option " + a)
@@ -118,12 +136,13 @@ def run(o):
             c.suspend()
         result["ok"] = True
     except Exception as e:  # reported, not raised: the caller checks the error type and text
-        _failed(result, e, c)
+        failed(result, e, c)
     result["wall_us"] = ticks_diff(ticks_us(), t0)
-    return _report(c, result)
+    return report(c, result)
 
 
-def _failed(result, e, c):
+def failed(result, e, c):
+    """A wake's exception, reported (not raised: the caller checks the error type and text)."""
     result["ok"] = False
     result["error"] = type(e).__name__
     result["message"] = str(e)
@@ -131,7 +150,8 @@ def _failed(result, e, c):
         c.suspend()  # saves only what is safe (a failed handshake leaves the store alone)
 
 
-def _report(c, result):
+def report(c, result):
+    """`result` with what the client `c` says of the wake (after a fallback: what was done)."""
     if c is not None:
         result["action"] = c.wake_action  # after a fallback this is what was finally done
         result["reason"] = c.wake_reason
@@ -193,14 +213,14 @@ async def _run_aio(o, asyncio):
             c.suspend()
         result["ok"] = True
     except Exception as e:
-        _failed(result, e, c)
+        failed(result, e, c)
     result["wall_us"] = ticks_diff(ticks_us(), t0)
     if ticker is not None:
         ticker.cancel()
         result["ticks"] = ticks[0]
         result["max_tick_gap_ms"] = ticks[1] // 1000
     result["aio"] = True
-    return _report(c, result)
+    return report(c, result)
 
 
 def run_aio(o):
