@@ -341,6 +341,10 @@ class Driver:
             self.conn = cn.Connection(self._identity, self._psk, session=session, **self._options)
         if self._keeper is not None:
             self._keeper.reserved = False  # new keys: nothing of theirs is stored yet
+        # Load the handshake code before reading the clock: from a slow flash that takes long
+        # enough to spend the first flight's timer and even handshake_timeout_ms (seen under
+        # emulation), and the timers are for the network.
+        need(cn.HANDSHAKE_MODULES[0], *cn.HANDSHAKE_MODULES)
         self.conn.connect(self._clock.now())
 
     def _handshaking(self):

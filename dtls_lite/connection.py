@@ -42,9 +42,10 @@ _MAX_PLAINTEXT = const(16384)
 # Default handshake_timeout_ms: one whole retransmission schedule for each client flight of a
 # full handshake with a cookie exchange (ClientHello twice, then ClientKeyExchange..Finished).
 _FLIGHTS = const(3)
-# What the handshake loads, deleted from sys.modules once it is over (MicroPython).
-_HANDSHAKE_MODULES = ("dtls_lite.client_handshake", "dtls_lite.handshake", "dtls_lite.reassembly",
-                      "dtls_lite.flight", "dtls_lite.rare")
+# What the handshake loads, deleted from sys.modules once it is over (MicroPython); the
+# client loads them before it reads the clock that starts the handshake's timers.
+HANDSHAKE_MODULES = ("dtls_lite.client_handshake", "dtls_lite.handshake", "dtls_lite.reassembly",
+                     "dtls_lite.flight", "dtls_lite.rare")
 
 
 class Stats:
@@ -152,7 +153,7 @@ class Connection:
             # MicroPython keeps a module whose import failed part way (a MemoryError on a
             # small heap) in sys.modules, half made: every later handshake would then fail
             # with "can't import name". Drop it so that the next one imports it afresh.
-            drop_modules(_HANDSHAKE_MODULES)
+            drop_modules(HANDSHAKE_MODULES)
             raise
         self.now_ms = now_ms
         self.stats.handshake_started_ms = now_ms
@@ -491,7 +492,7 @@ class Connection:
             return
         self.handshake = None
         if self.drop_handshake_code:
-            drop_modules(_HANDSHAKE_MODULES)
+            drop_modules(HANDSHAKE_MODULES)
 
     def _checkpoint(self):
         """What receive() may change during a handshake: our attributes, the stats', and

@@ -38,3 +38,33 @@ def test_misuse_is_a_usage_error():
             raise AssertionError("accepted %r" % (bad,))
         except UsageError:
             pass
+
+
+def test_the_handshake_timers_start_after_its_code_is_loaded():
+    # From a slow flash (the emulated ESP32) loading the handshake takes longer than the first
+    # flight's timer: the clock read that starts the handshake must come after the load.
+    import sys
+    import dtls_lite
+    from dtls_lite import connection as cn
+    from dtls_lite.compat import drop_modules
+    names = cn.HANDSHAKE_MODULES
+    kept = [(n, sys.modules.get(n)) for n in names]  # put back after (CPython keeps them)
+
+    class Clock:
+        def now(self):  # 0 before the handshake code is loaded, 5000 once it is
+            return 5000 if names[0] in sys.modules else 0
+
+    c = DTLSClient("127.0.0.1", _CLOSED_PORT, IDENTITY, PSK, connect=False)
+    c._clock = Clock()
+    drop_modules(names)
+    try:
+        assert c._start() and c.conn.handshake is not None  # no store: a full handshake started
+        assert c.conn.handshake.started_ms == 5000, c.conn.handshake.started_ms
+        assert c.conn.timer() == 5000 + c.conn.handshake.flight.timeout  # first flight's timer
+    finally:
+        c.close()
+        drop_modules(names)
+        for n, m in kept:
+            if m is not None:
+                sys.modules[n] = m
+                setattr(dtls_lite, n.split(".")[1], m)
