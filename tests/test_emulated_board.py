@@ -115,7 +115,12 @@ def test_deploy_and_wake_cycles(board, tmp_path, pion_server):
     assert sizes[:4] == [len(r["sent"]) for r in wakes[:4]]
 
     # mpremote reaches the REPL of the sleeping node (Ctrl-C), and the node carries on after.
-    rc, out = mpremote(board, "exec", "import os; print('files', sorted(os.listdir()))")
+    # mpremote gives up when the raw REPL's banner is not back within its own timeout, which a
+    # loaded host can exceed: a user would try again, so does this test (at most 3 times).
+    for _ in range(3):
+        rc, out = mpremote(board, "exec", "import os; print('files', sorted(os.listdir()))")
+        if "could not enter raw repl" not in out:
+            break
     assert rc == 0 and "files" in out and "main.py" in out, out
     n = len(reports(board))
     board.reset()
