@@ -624,6 +624,9 @@ class Esp32Board:
                 pass
         if self.link and os.path.islink(self.link):
             os.unlink(self.link)
+        qemu_log = os.path.join(self.sock_dir, "qemu.log")
+        if self.log_path and os.path.isfile(qemu_log):  # QEMU's own words (a crash, an abort)
+            shutil.copyfile(qemu_log, self.log_path + ".qemu")
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
     def shutdown(self, timeout=20):

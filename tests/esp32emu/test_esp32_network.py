@@ -109,10 +109,13 @@ def test_wakes_from_the_board(deployed, tmp_path, server_name):
 def wait_reports(board, n, gw, srv):
     ok = board.wait_for(lambda _: len(reports(board)) >= n, WAKE_TIMEOUT * n)
     if not ok:  # where the cores are tells a hang in the IDF start-up from a slow or stuck wake
-        try:
-            cores = "cores at %s, stuck: %s" % (" ".join(board.cpu_pcs()), board.stuck())
-        except Exception as e:
-            cores = "cores not read: %r" % e
+        if board.proc is not None and board.proc.poll() is not None:
+            cores = "QEMU exited with %s (its output: console.log.qemu)" % board.proc.returncode
+        else:
+            try:
+                cores = "cores at %s, stuck: %s" % (" ".join(board.cpu_pcs()), board.stuck())
+            except Exception as e:
+                cores = "cores not read: %r" % e
     assert ok, ("%d wake reports expected, got %d (boots hung and booted again: %d; %s)\n"
                 "---- board:\n%s\n---- gateway:\n%s\n---- server:\n%s"
                 % (n, len(reports(board)), len(board.boot_hangs), cores, board.output()[-4000:],
