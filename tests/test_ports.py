@@ -205,6 +205,19 @@ def test_plan(tmp_path):
     assert all(s[0] == "copy" and s[3] == "new" for s in deploy.plan(files, None))
 
 
+def test_the_copy_timeout_grows_with_what_is_copied(tmp_path):
+    # A first deploy of the whole package onto a slow flash must not hit the limit a small update
+    # fits in (the emulated ESP32's first deploy once took longer than 120 s on a busy host).
+    big = tmp_path / "big.mpy"
+    big.write_bytes(b"x" * (60 * deploy.COPY_RATE))
+    small = tmp_path / "small.mpy"
+    small.write_bytes(b"y" * 100)
+    whole = [("copy", "big.mpy", str(big), "new"), ("copy", "small.mpy", str(small), "new"),
+             ("remove", "old.mpy", None, "gone")]
+    assert deploy.copy_timeout(whole) == deploy.TIMEOUT + 60
+    assert deploy.copy_timeout([("skip", "big.mpy", str(big), "unchanged")] + whole[1:]) == deploy.TIMEOUT
+
+
 @pytest.mark.parametrize("target", ["unix", "esp32"])
 def test_dry_run_build_is_self_contained(target, tmp_path):
     out = tmp_path / "build"

@@ -40,6 +40,10 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = ".deploy.json"
 TIMEOUT = 120
+# The copy call also gets a second per COPY_RATE bytes it copies: flash writes can be slow (the
+# emulated ESP32's first deploy, 78 KB, once took over 120 s on a busy host), and a fixed limit
+# would fail a whole first deploy that a small update fits in.
+COPY_RATE = 512
 
 # Index = the arch field of sys.implementation._mpy (MicroPython py/persistentcode.h,
 # MP_NATIVE_ARCH_*), value = mpy-cross -march name.
@@ -289,7 +293,13 @@ def execute(steps, files, port, manifest_path):
     with open(manifest_path, "w") as f:
         json.dump({"files": sorted(files)}, f)
     args += ["cp", manifest_path, ":" + MANIFEST]
-    mpremote(args, port)
+    mpremote(args, port, copy_timeout(steps))
+
+
+def copy_timeout(steps):
+    """Seconds for the mpremote call that runs `steps`: TIMEOUT, and a second per COPY_RATE bytes."""
+    size = sum(os.path.getsize(local) for action, _, local, _ in steps if action == "copy")
+    return TIMEOUT + size // COPY_RATE
 
 
 def reset(target, port):
