@@ -29,8 +29,9 @@ SLEEP_MS = 1500
 # busy host (a continued wake reported 90 s of its own clock, 137 ms of it for PPP).
 WAKE_TIMEOUT = 300
 # What the firmware prints when it panics and reboots by itself (ESP-IDF's panic handler). Seen
-# once under emulation right after a deep-sleep wake, before any output of ours: the reboot is a
-# SW_CPU_RESET, so the node (rightly) no longer trusts RTC memory and the wake sequence is lost.
+# once under emulation during a deep-sleep wake, before its report, in the firmware's C code: the
+# reboot is a SW_CPU_RESET, so the node (rightly) no longer trusts RTC memory and the sequence is
+# lost.
 PANIC = ("abort() was called", "Guru Meditation Error")
 BOARD_FILES = os.path.join(esp32tier.TIER, "board")
 
