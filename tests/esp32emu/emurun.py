@@ -3,10 +3,6 @@
 # "mp_runner: N passed, N failed"), plus one "HEAP name free_before free_after" line per test so
 # that the host can show the heap around each test. No sys.path games: everything sits in
 # the board's root, because every failed lookup costs a FAT directory scan (slow in QEMU).
-# Each test starts with the modules the test module's import loaded, no more: what an earlier
-# test loaded lazily (the handshake code, 20 KB) is dropped, as a new wake starts without it, so
-# a test's heap does not depend on which tests ran before it (test_cid once failed a handshake
-# with 28 KB free, the rest held by the modules an earlier test left loaded).
 #
 #   import emurun; emurun.main('test_connection')
 #
@@ -58,10 +54,7 @@ def main(modname):
             sys.print_exception(e)
             print("mp_runner: 0 passed, 1 failed")
             return
-    loaded = set(sys.modules)
     for name in _tests(mod):
-        for m in [m for m in sys.modules if m not in loaded]:
-            del sys.modules[m]
         gc.collect()
         before = gc.mem_free()
         try:
