@@ -91,10 +91,9 @@ SERVERS = {
 }
 
 
-def panicked(board):
-    """The firmware's own panic lines in the board's output, if any."""
-    return [line for line in board.output().replace("\r", "").splitlines()
-            if any(p in line for p in PANIC)]
+def panicked(text):
+    """The firmware's own panic lines in `text` (a board's output), if any."""
+    return [line for line in text.replace("\r", "").splitlines() if any(p in line for p in PANIC)]
 
 
 @pytest.mark.parametrize("server_name", sorted(SERVERS))
@@ -104,25 +103,23 @@ def test_wakes_from_the_board(deployed, tmp_path, server_name):
     for attempt in (1, 2):
         where = tmp_path / ("run%d" % attempt)
         where.mkdir()
-        boards = []
+        board = esp32tier.esp32emu.Esp32Board(
+            os.path.join(str(where), "placeholder.bin"), uart1=True,
+            log_path=str(where / "console.log"))
         try:
-            wakes_on_a_new_board(deployed, where, server_name, boards)
+            wakes_on(board, deployed, where, server_name)
         except AssertionError:
-            if attempt == 2 or not boards or not panicked(boards[0]):
+            if attempt == 2 or not panicked(board.output()):
                 raise
             print("the firmware panicked (%s); the sequence runs again on a new board; the "
-                  "first: %s" % (panicked(boards[0])[0], where / "console.log"))
+                  "first: %s" % (panicked(board.output())[0], where / "console.log"))
             continue
-        assert not panicked(boards[0]), panicked(boards[0])
+        assert not panicked(board.output()), panicked(board.output())
         return
 
 
-def wakes_on_a_new_board(deployed, tmp_path, server_name, boards):
-    """The whole wake sequence (run_wakes) on a new board; the board is put in `boards`."""
-    board = esp32tier.esp32emu.Esp32Board(
-        os.path.join(str(tmp_path), "placeholder.bin"), uart1=True,
-        log_path=str(tmp_path / "console.log"))
-    boards.append(board)
+def wakes_on(board, deployed, tmp_path, server_name):
+    """The whole wake sequence (run_wakes) on `board`, a new one; stops it."""
     gw = None
     try:
         gw = esp32tier.Gateway(board)
@@ -141,8 +138,8 @@ def wakes_on_a_new_board(deployed, tmp_path, server_name, boards):
 
 
 def wait_reports(board, n, gw, srv):
-    ok = board.wait_for(lambda _: len(reports(board)) >= n or panicked(board), WAKE_TIMEOUT * n)
-    ok = ok and len(reports(board)) >= n
+    board.wait_for(lambda out: len(reports(board)) >= n or panicked(out), WAKE_TIMEOUT * n)
+    ok = len(reports(board)) >= n
     if not ok:  # where the cores are tells a hang in the IDF start-up from a slow or stuck wake
         if board.proc is not None and board.proc.poll() is not None:
             cores = "QEMU exited with %s (its output: console.log.qemu)" % board.proc.returncode
