@@ -61,6 +61,10 @@ def _hex(b):
 
 
 def new_dir():
+    try:
+        os.mkdir("/tmp")  # an ESP32's FAT filesystem has none (on a host it exists)
+    except OSError:
+        pass
     d = "/tmp/dtls_lite_store_" + _hex(os.urandom(6))
     os.mkdir(d)
     return d
