@@ -109,12 +109,14 @@ def test_wakes_from_the_board(deployed, tmp_path, server_name):
         try:
             wakes_on(board, deployed, where, server_name)
         except AssertionError:
-            if attempt == 2 or not panicked(board.output()):
+            lines = panicked(board.output())
+            if attempt == 2 or not lines:
                 raise
             print("the firmware panicked (%s); the sequence runs again on a new board; the "
-                  "first: %s" % (panicked(board.output())[0], where / "console.log"))
+                  "first: %s" % (lines[0], where / "console.log"))
             continue
-        assert not panicked(board.output()), panicked(board.output())
+        lines = panicked(board.output())
+        assert not lines, lines
         return
 
 

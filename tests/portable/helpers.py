@@ -7,6 +7,22 @@ from dtls_lite import record as rl
 from fakeserver import IDENTITY, PSK, Rng, records
 
 
+_DROP = [cn.Connection.drop_handshake_code]
+
+
+def keep_handshake_code():
+    """setup_module of a test module that holds dtls_lite.handshake (or patches it): on
+    MicroPython a completed handshake deletes its modules, so the next one would load a second
+    copy beside the module's (heap: the ESP32's test_cid ran out) and miss its patches. The drop
+    itself: test_connection and the board's wakes."""
+    cn.Connection.drop_handshake_code = False
+
+
+def drop_handshake_code_as_before():
+    """teardown_module of such a module."""
+    cn.Connection.drop_handshake_code = _DROP[0]
+
+
 def new_client(**kw):
     kw.setdefault("rng", Rng(3))
     return cn.Connection(IDENTITY, PSK, **kw)

@@ -8,22 +8,12 @@ from dtls_lite import record as rl
 from dtls_lite.errors import ProtocolError, UsageError
 from fakeserver import (CT_TLS12_CID, IDENTITY, PSK, CidCipher, FakeServer, Rng, cid_aad,
                         cid_records, messages, records)
-from helpers import events, handshake, new_client, raises, sent_alerts
+from helpers import (drop_handshake_code_as_before, events, handshake, keep_handshake_code,
+                     new_client, raises, sent_alerts)
 
 SERVER_CID = b"\xbe\xef\x01\x02\x03\x04"  # 6 bytes, as in the issue's overhead target
-_DROP = [cn.Connection.drop_handshake_code]
-
-
-def setup_module():
-    # This module and fakeserver hold dtls_lite.handshake. On MicroPython a completed handshake
-    # deletes its modules, so the next one loads handshake a second time beside ours: on the
-    # ESP32's 111 KB heap this module's run of handshakes then ended in a MemoryError. Keeping
-    # them loaded keeps one copy (the drop itself: test_connection and the board's wakes).
-    cn.Connection.drop_handshake_code = False
-
-
-def teardown_module():
-    cn.Connection.drop_handshake_code = _DROP[0]
+# One copy of dtls_lite.handshake (this module and fakeserver hold it): helpers says why.
+setup_module, teardown_module = keep_handshake_code, drop_handshake_code_as_before
 
 
 def hello_extensions(datagram):

@@ -8,20 +8,13 @@ from dtls_lite import handshake as hs
 from dtls_lite import record as rl
 from dtls_lite.errors import AlertReceived, DTLSError, HandshakeTimeout, HelloVerifyStorm, ProtocolError
 from fakeserver import FakeServer, records
-from helpers import deliver, events, handshake, new_client, sent_alerts
+from helpers import (deliver, drop_handshake_code_as_before, events, handshake,
+                     keep_handshake_code, new_client, sent_alerts)
 
 
-_DROP = [cn.Connection.drop_handshake_code]
-
-
-def setup_module():
-    # Some tests patch functions of dtls_lite.handshake: it must stay the module the next
-    # handshake uses (on MicroPython a completed handshake deletes its modules).
-    cn.Connection.drop_handshake_code = False
-
-
-def teardown_module():
-    cn.Connection.drop_handshake_code = _DROP[0]
+# Some tests patch functions of dtls_lite.handshake: it must stay the module the next
+# handshake uses (helpers.keep_handshake_code).
+setup_module, teardown_module = keep_handshake_code, drop_handshake_code_as_before
 
 _SH = hs.HT_SERVER_HELLO
 _SKE = hs.HT_SERVER_KEY_EXCHANGE
