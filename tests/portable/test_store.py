@@ -179,6 +179,9 @@ def test_crash_at_every_step_leaves_a_valid_copy():
         for base in (FileStore, FatStore):
             for leftover in (None, ".old", ".tmp"):
                 for had_old in (True, False):
+                    # One line per case: on the emulated ESP32 a case's FAT writes can take
+                    # minutes, and the tier's watch takes a long silence for a hung board.
+                    print("crash case", base.__name__, leftover, had_old)
                     steps = 0
                     while True:  # one more completed file operation on each run
                         FileStore(p).clear()
