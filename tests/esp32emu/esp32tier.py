@@ -145,23 +145,29 @@ def ship(board, files, timeout=1800):
 
 def exec_watched(board, code, timeout, quiet=240, resume=False):
     """mpremote exec of code, ended early when the board printed nothing for `quiet` s and
-    both cores are stuck (board.stuck()); (exit status, output, stuck?)."""
+    both cores are stuck (board.stuck()) at the same PCs on two looks 30 s apart;
+    (exit status, output, stuck?)."""
     argv = esp32emu.mpremote_argv() + ["connect", board.port] + (["resume"] if resume else [])
     p = subprocess.Popen(argv + ["exec", code], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     out = []
     reader = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)
     reader.start()
-    t0 = last_t = time.monotonic()
+    t0 = last_t = next_look = time.monotonic()
     last_len = board.mark()
-    stuck = False
+    stuck, suspect = False, None
     while p.poll() is None:
         time.sleep(1)
         now = time.monotonic()
         if board.mark() != last_len:
-            last_len, last_t = board.mark(), now
-        elif now - last_t > quiet and board.stuck():
-            stuck = True
+            last_len, last_t, suspect = board.mark(), now, None
+        elif now - last_t > quiet and now >= next_look:
+            # Two looks 30 s apart at the same stuck PCs: a board busy with FAT writes was
+            # once taken for stuck (test_store, then interrupted alive); a deadlock stays put.
+            next_look = now + 30
+            pcs = tuple(board.cpu_pcs()) if board.stuck() else None
+            stuck = pcs is not None and pcs == suspect
+            suspect = pcs
         if stuck or now - t0 > timeout:
             p.kill()
             break
