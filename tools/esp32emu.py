@@ -572,9 +572,9 @@ class Esp32Board:
             return False
         if time.monotonic() - self._last_rx < quiet:
             return False
-        if not self.stuck():
-            return False  # both cores idle (waiti) at the same PCs is a board waiting, not a hang
-        return any(self.spinning(pc) for pc in self.cpu_pcs())
+        pcs = self.stuck()
+        # both cores idle (waiti) at the same PCs is a board waiting, not a hang
+        return any(self.spinning(pc) for pc in pcs)
 
     def spinning(self, pc):
         """True when the code at pc (hex) is a spin loop: a branch back to it within a few
@@ -731,18 +731,16 @@ class Esp32Board:
         return pcs
 
     def stuck(self, samples=3, interval=0.5):
-        """True when both cores sit at the same PC over `samples` looks (a deadlock, e.g.
-        HANG_NOTE's, or a core spinning with the other idle forever)."""
-        seen = set()
+        """The two cores' PCs when both sat at the same PC over `samples` looks (a deadlock,
+        e.g. HANG_NOTE's, or a core spinning with the other idle forever), else ()."""
+        first = None
         for i in range(samples):
             pcs = tuple(self.cpu_pcs())
-            if len(pcs) != 2:
-                return False
-            seen.add(pcs)
-            if len(seen) > 1:
-                return False
+            if len(pcs) != 2 or first not in (None, pcs):
+                return ()
+            first = pcs
             time.sleep(interval)
-        return True
+        return first
 
     def wait_booted(self, ready=None, timeout=30, attempts=3, since=0):
         """Wait until ready(output since the boot) (default: the REPL prompt). A boot that

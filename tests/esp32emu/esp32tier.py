@@ -165,8 +165,8 @@ def exec_watched(board, code, timeout, quiet=240, resume=False):
             # Two looks 30 s apart at the same stuck PCs: a board busy with FAT writes was
             # once taken for stuck (test_store, then interrupted alive); a deadlock stays put.
             next_look = now + 30
-            pcs = tuple(board.cpu_pcs()) if board.stuck() else None
-            stuck = pcs is not None and pcs == suspect
+            pcs = board.stuck()
+            stuck = bool(pcs) and pcs == suspect
             suspect = pcs
         if stuck or now - t0 > timeout:
             p.kill()

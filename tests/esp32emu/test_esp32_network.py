@@ -147,7 +147,9 @@ def wait_reports(board, n, gw, srv):
             cores = "QEMU exited with %s (its output: console.log.qemu)" % board.proc.returncode
         else:
             try:
-                cores = "cores at %s, stuck: %s" % (" ".join(board.cpu_pcs()), board.stuck())
+                pcs = board.stuck()
+                cores = ("cores stuck at %s" % " ".join(pcs) if pcs else
+                         "cores at %s, not stuck" % " ".join(board.cpu_pcs()))
             except Exception as e:
                 cores = "cores not read: %r" % e
     assert ok, ("%d wake reports expected, got %d (boots hung and booted again: %d; %s)\n"
